@@ -8,6 +8,7 @@ networks), or lives under its state directory `<project>/.lab/<lab>/` (keys, BMC
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -113,10 +114,8 @@ def _other_labs_ports(me: str, root: Path) -> set[int]:
     ports = set()
     for f in (root / ".lab").glob("*/lab.json"):
         if f.parent.name != me:
-            try:
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 ports.add(int(json.loads(f.read_text())["bmc"]["port"]))
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
     return ports
 
 

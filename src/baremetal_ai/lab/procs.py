@@ -59,7 +59,7 @@ def stop(pidfile: Path, marker: str, timeout: float = 10.0) -> bool:
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
-        pass
+        return _forget(pidfile)
     except PermissionError:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -70,6 +70,11 @@ def stop(pidfile: Path, marker: str, timeout: float = 10.0) -> bool:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
+def _forget(pidfile: Path) -> bool:
     pidfile.unlink(missing_ok=True)
     return True
 

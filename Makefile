@@ -1,0 +1,64 @@
+# baremetal-ai — the two commands are `make lab` and `make test`; both install what is missing first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV    := .venv
+BIN     := $(VENV)/bin
+NODES   ?= 3
+LAB     ?= lab
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
+export ANSIBLE_FORCE_COLOR := 0
+export PY_COLORS := 0
+
+.PHONY: help bootstrap lab lab-up lab-down converge test lint unit molecule e2e bench clean
+
+help:
+	@echo "make lab    - install what is missing, bring up the lab ($(NODES) nodes), converge, summarize"
+	@echo "make test   - lint + unit + Molecule per role + lab end-to-end (pytest summary at the end)"
+	@echo "make lab-down, make lint, make unit, make molecule, make e2e, make bench, make clean"
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+lab: bootstrap lab-up converge
+	@$(BIN)/baremetal lab status --name $(LAB)
+	@echo
+	@echo "Lab '$(LAB)' is converged. Inventory: inventories/$(LAB)/hosts.yml; converge log: results/$(LAB)/converge.log"
+	@echo "Next: '$(BIN)/baremetal lab ssh node1 --name $(LAB)', 'make lab-down LAB=$(LAB)'"
+
+lab-up:
+	$(BIN)/baremetal lab up --name $(LAB) --nodes $(NODES)
+
+converge:
+	@mkdir -p results/$(LAB)
+	$(BIN)/ansible-playbook -i inventories/$(LAB)/hosts.yml site.yml | tee results/$(LAB)/converge.log
+
+lab-down:
+	$(BIN)/baremetal lab down --name $(LAB)
+
+lint: bootstrap
+	$(BIN)/ruff check .
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint --profile production --offline
+
+unit: bootstrap
+	$(BIN)/pytest tests/unit
+
+molecule: bootstrap
+	$(BIN)/pytest tests/molecule
+
+e2e: bootstrap
+	$(BIN)/pytest tests/e2e
+
+# One pytest session (unit, then Molecule scenarios, then the lab end-to-end), so CI reads one summary line.
+test: bootstrap lint
+	$(BIN)/pytest tests/unit tests/molecule tests/e2e
+
+bench: bootstrap
+	$(BIN)/python benchmarks/lab.py
+
+clean:
+	rm -rf .cache/ansible-facts .pytest_cache .ruff_cache results
