@@ -48,7 +48,8 @@ class Bridge:
             last = self.last_power[name]
             self.last_power[name] = power
             is_on = running[name]
-            if (power != last and last is not None) or (last is None and (power == "On") != is_on):
+            first_look = last is None
+            if (not first_look and power != last) or (first_look and (power == "On") != is_on):
                 # A transition at the BMC (or the first look): the container follows the BMC.
                 self._apply(name, power, is_on)
                 self.requested.pop(name, None)

@@ -7,6 +7,7 @@ killed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -66,10 +67,8 @@ def stop(pidfile: Path, marker: str, timeout: float = 10.0) -> bool:
     while time.monotonic() < deadline and alive(pidfile, marker):
         time.sleep(0.1)
     if alive(pidfile, marker):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     pidfile.unlink(missing_ok=True)
     return True
 
