@@ -6,6 +6,7 @@ and the mirror URLs), so the image is rebuilt exactly when its recipe changes an
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import re
 import shutil
@@ -22,6 +23,7 @@ RECIPE_DIR = Path(__file__).with_name("node-image")
 SUITE = "bookworm"
 BASE_REPO = "localhost/baremetal-ai-base"
 NODE_REPO = "localhost/baremetal-ai-node"
+LOCK = Path("/var/tmp/baremetal-ai-image.lock")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECMIRROR = "http://deb.debian.org/debian-security"
 
@@ -108,7 +110,19 @@ def _build_base(tag: str, mirrors: Mirrors) -> None:
 
 
 def ensure_image(force: bool = False) -> str:
-    """Return the node image tag, building the base and node images only if missing or forced."""
+    """Return the node image tag, building the base and node images only if missing or forced.
+
+    Builds are serialized by a lock file, so two labs (or a lab and Molecule) never build at once; rootfs
+    directories left by an interrupted build are removed under that lock."""
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for stale in Path("/var/tmp").glob("bmai-rootfs-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        return _ensure_image_locked(force)
+
+
+def _ensure_image_locked(force: bool) -> str:
     mirrors = host_mirrors()
     tag = node_tag(mirrors)
     if podman.exists("image", tag) and not force:
