@@ -33,7 +33,11 @@ fi
 CONF=/etc/containers/containers.conf
 MARK="# managed by baremetal-ai scripts/bootstrap.sh"
 if [ ! -e "$CONF" ] || grep -qF "$MARK" "$CONF"; then
-  want=$(printf '%s\n[containers]\ndefault_ulimits = ["nofile=1048576:1048576","nproc=65536:65536"]\n\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n' "$MARK")
+  # Container ulimits: 1024 (what works in the sandboxed hosts we run on: higher values made runc fail with
+  # "error setting rlimits ... operation not permitted"), lower where the host's hard limit is lower.
+  nofile=$(ulimit -Hn); [ "$nofile" = unlimited ] || [ "$nofile" -gt 1024 ] && nofile=1024
+  nproc=$(ulimit -Hu); [ "$nproc" = unlimited ] || [ "$nproc" -gt 1024 ] && nproc=1024
+  want=$(printf '%s\n[containers]\ndefault_ulimits = ["nofile=%s:%s","nproc=%s:%s"]\n\n[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n' "$MARK" "$nofile" "$nofile" "$nproc" "$nproc")
   if [ "$(cat "$CONF" 2>/dev/null)" != "$want" ]; then
     mkdir -p /etc/containers; printf '%s\n' "$want" > "$CONF"; say "wrote $CONF"
   fi

@@ -3,6 +3,9 @@
 Pure Python, no Ansible import: the role's tasks only gather facts, call ``preflight_report`` once per host and
 fail with the problems it returns; tests/unit/test_preflight_filter.py calls the same functions with plain dicts.
 
+Variables are read through ``hostvars``: the inventory (with group_vars/host_vars), extra vars, facts and
+set_fact values; play and role vars are not visible there, which suits a check of the inventory itself.
+
 Every problem is one self-contained line: host, variable, value (secrets redacted), what is wrong, and the fix.
 Every check ends in exactly one state per host (passed, failed or skipped); a skip always says why.
 """
@@ -305,7 +308,10 @@ def check_disk(
         return [], "no mount facts (gather facts first, or set preflight_gather_facts: true)"
     mount = covering_mount(path, mounts)
     if mount is None or mount.get("size_available") is None:
-        return [], f"no mount in ansible_mounts covers {path}"
+        return [], (
+            f"no mount in ansible_mounts covers {path} (Ansible lists block-device and network mounts only; "
+            "a container's overlay root is not one)"
+        )
     free_gb = int(mount["size_available"]) / GB
     if free_gb < min_free_gb:
         return [

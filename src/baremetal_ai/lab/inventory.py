@@ -37,7 +37,7 @@ def build(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
         "node_gpu_count": 0,
         "bmc_endpoint": state["bmc"]["endpoint"],
         "bmc_username": state["bmc"]["username"],
-        "bmc_password": "{{ lookup('ansible.builtin.file', '" + str(lab.bmc_dir / "password") + "') }}",
+        "bmc_password": '{{ lookup("ansible.builtin.file", "' + str(lab.bmc_dir / "password") + '") }}',
         "bmc_ca_file": state["bmc"]["ca_file"],
     }
     return {"all": {"children": {
