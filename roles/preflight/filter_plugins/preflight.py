@@ -29,10 +29,10 @@ _TYPE_WORDS = {
     "list": "a list",
 }
 _TYPE_FIXES = {
-    "str": "set it to a non-empty string",
+    "str": "set a non-empty string",
     "int": "write a whole number without quotes",
     "bool": "write true or false without quotes",
-    "ipv4": "write a dotted-quad IPv4 address without a prefix length, e.g. 192.0.2.10",
+    "ipv4": "write a dotted-quad IPv4 address without a prefix length (e.g. 192.0.2.10)",
     "list": "write a YAML list",
 }
 
@@ -184,19 +184,28 @@ def check_required_vars(
         if err:
             problems.append(
                 f"{host}: {name} = {show(value, secret)} {err}{what}. "
-                f"Fix: {_TYPE_FIXES[type_]} for {name} of host {host}."
+                f"Fix: for {name} of host {host}, {_TYPE_FIXES[type_]}."
             )
             continue
-        low, high = spec.get("min"), spec.get("max")
-        if type_ == "int" and (
-            (low is not None and value < int(low)) or (high is not None and value > int(high))
-        ):
-            bounds = f"{'' if low is None else low}..{'' if high is None else high}"
+        bound = _bounds_error(value, spec.get("min"), spec.get("max")) if type_ == "int" else None
+        if bound:
+            wrong, allowed = bound
             problems.append(
-                f"{host}: {name} = {show(value, secret)} is outside {bounds}{what}. "
-                f"Fix: set {name} of host {host} to a value in {bounds}."
+                f"{host}: {name} = {show(value, secret)} {wrong}{what}. Fix: set {name} of host {host} to {allowed}."
             )
     return problems
+
+
+def _bounds_error(value: int, low: int | None, high: int | None) -> tuple[str, str] | None:
+    """(what is wrong, what is allowed) when value is outside the optional [low, high], else None."""
+    if low is not None and high is not None:
+        if not int(low) <= value <= int(high):
+            return f"is outside {low}..{high}", f"a value in {low}..{high}"
+    elif low is not None and value < int(low):
+        return f"is below the minimum {low}", f"a value of at least {low}"
+    elif high is not None and value > int(high):
+        return f"is above the maximum {high}", f"a value of at most {high}"
+    return None
 
 
 def check_mtu(host: str, host_vars: Mapping[str, Any], mtu_min: int, mtu_max: int) -> tuple[list[str], str | None]:
@@ -297,9 +306,7 @@ def covering_mount(path: str, mounts: Iterable[Mapping[str, Any]]) -> Mapping[st
     return best
 
 
-def check_disk(
-    host: str, facts: Mapping[str, Any], path: str, min_free_gb: float
-) -> tuple[list[str], str | None]:
+def check_disk(host: str, facts: Mapping[str, Any], path: str, min_free_gb: float) -> tuple[list[str], str | None]:
     """The filesystem holding ``path`` has at least ``min_free_gb`` GB (10^9 bytes) available."""
     if min_free_gb <= 0:
         return [], "disabled (preflight_min_free_gb is 0)"
@@ -379,7 +386,7 @@ def preflight_report(
     record("mtu", *check_mtu(host, host_vars, int(mtu_min), int(mtu_max)))
     record("unique_addresses", check_unique_addresses(host, hostvars, [str(h) for h in play_hosts], unique_vars))
     record("os", *check_os(host, facts, supported_os))
-    record("disk", *check_disk(host, facts, str(disk_path), float(min_free_gb)))
+    record("disk", *check_disk(host, facts, str(disk_path), native(min_free_gb)))
     record("interfaces", *check_interfaces(host, host_vars, facts, interface_vars))
     return {"host": host, "problems": problems, "skipped": skipped, "checks": checks}
 

@@ -16,8 +16,8 @@ def test_declared_interfaces_exist(host):
 
 def test_root_has_free_space(host):
     # preflight_min_free_gb default: 10 GB on /
-    avail_kb = int(host.check_output("df -P --output=avail / | tail -n 1"))
-    assert avail_kb * 1024 >= 10 * 1000**3
+    avail_bytes = int(host.check_output("df -B1 --output=avail / | tail -n 1").strip())
+    assert avail_bytes >= 10 * 1000**3
 
 
 def test_nothing_written(host):
