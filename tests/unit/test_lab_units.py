@@ -231,7 +231,7 @@ def test_bridge_first_look_makes_container_follow_bmc(fake_podman):
 def test_pidfile_is_trusted_only_with_marker(tmp_path):
     pidfile = tmp_path / "p.pid"
     marker = str(tmp_path)
-    pid = procs.start(["sh", "-c", "sleep 30", marker], pidfile, tmp_path / "log")
+    pid = procs.start(["sh", "-c", "sleep 30", marker], pidfile, tmp_path / "log", marker)
     try:
         assert procs.alive(pidfile, marker) == pid
         assert procs.alive(pidfile, "/some/other/lab") is None  # a recycled PID is never ours

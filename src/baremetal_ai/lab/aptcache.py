@@ -59,7 +59,7 @@ def start_on(state_dir: Path, lab: str, bind: str, port: int, mirrors: Mirrors) 
     (d / "port").write_text(f"{port}\n")
     procs.start([BINARY, "-c", str(d / "conf"), "ForeGround=1", f"CacheDir={cache}", f"LogDir={d / 'log'}",
                  f"Port={port}", f"BindAddress={bind}", f"SocketPath={d / 'run' / 'socket'}",
-                 f"PidFile={d / 'run' / 'acng.pid'}"], pidfile, d / "daemon.log")
+                 f"PidFile={d / 'run' / 'acng.pid'}"], pidfile, d / "daemon.log", str(d))
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         try:

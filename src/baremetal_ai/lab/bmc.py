@@ -79,7 +79,7 @@ def start(d: Path, port: int, systems: list[dict[str, Any]]) -> Bmc:
     conf = write_config(d, port, systems)
     pidfile = d / "emulator.pid"
     if not procs.alive(pidfile, str(d)):
-        procs.start([emulator_binary(), "--config", str(conf)], pidfile, d / "emulator.log",
+        procs.start([emulator_binary(), "--config", str(conf)], pidfile, d / "emulator.log", str(d),
                     env={"SUSHY_EMULATOR_CONFIG": str(conf)})
     bmc = client(d, port)
     deadline = time.monotonic() + 30

@@ -93,13 +93,18 @@ class Lab:
         tmp.write_text(json.dumps(state, indent=2) + "\n")
         tmp.replace(self.state_file)
 
+    @property
+    def marker(self) -> str:
+        """Appears in the command line of every process of this lab, and of no other lab's."""
+        return str(self.state_dir) + "/"
+
     def bridge_pidfile(self) -> Path:
         return self.state_dir / "bridge.pid"
 
     def daemons(self) -> dict[str, bool]:
         return {
             "bmc-emulator": procs.alive(self.bmc_dir / "emulator.pid", str(self.bmc_dir)) is not None,
-            "power-bridge": procs.alive(self.bridge_pidfile(), str(self.state_dir)) is not None,
+            "power-bridge": procs.alive(self.bridge_pidfile(), self.marker) is not None,
             "apt-cache": procs.alive(self.state_dir / "aptcache" / "pid",
                                      str(self.state_dir / "aptcache")) is not None,
         }
@@ -254,8 +259,8 @@ def _ensure_daemons(lab: Lab, state: dict[str, Any], fresh: bool = False) -> Non
     if not alive["bmc-emulator"]:
         bmc.start(lab.bmc_dir, state["bmc"]["port"], _emulator_systems(state))
     if not alive["power-bridge"]:
-        procs.start([sys.executable, "-m", "baremetal_ai.lab.bridge", str(lab.state_dir)],
-                    lab.bridge_pidfile(), lab.state_dir / "bridge.log")
+        procs.start([sys.executable, "-m", "baremetal_ai.lab.bridge", lab.marker],
+                    lab.bridge_pidfile(), lab.state_dir / "bridge.log", lab.marker)
 
 
 def _wait_node(n: dict[str, Any]) -> str:
@@ -291,13 +296,13 @@ def down(name: str = "lab", purge_cache: bool = False) -> dict[str, int]:
     _require_root()
     lab = Lab(name)
     removed = {"processes": 0, "containers": 0, "networks": 0}
-    removed["processes"] += bool(procs.stop(lab.bridge_pidfile(), str(lab.state_dir)))
+    removed["processes"] += bool(procs.stop(lab.bridge_pidfile(), lab.marker))
     removed["processes"] += bool(bmc.stop(lab.bmc_dir))
     removed["processes"] += bool(aptcache.stop(lab.state_dir))
     if lab.state_dir.exists():
         # Leftovers whose PID file was lost, and SSH ControlPersist masters of this lab's hosts (their command
         # line names the lab's known_hosts file).
-        for pid in procs.pids_with_marker(str(lab.state_dir) + "/"):
+        for pid in procs.pids_with_marker(lab.marker):
             try:
                 os.kill(pid, 15)
                 removed["processes"] += 1

@@ -16,14 +16,22 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
-def start(cmd: Sequence[str], pidfile: Path, logfile: Path, env: dict[str, str] | None = None,
+def start(cmd: Sequence[str], pidfile: Path, logfile: Path, marker: str, env: dict[str, str] | None = None,
           cwd: Path | None = None) -> int:
-    """Start `cmd` in its own session (survives the CLI, ignores the CLI's Ctrl-C); write its PID."""
+    """Start `cmd` in its own session (survives the CLI, ignores the CLI's Ctrl-C); write its PID.
+
+    Returns once the child has exec'd (its command line shows `marker`): until then /proc still shows the
+    parent's command line, and `alive()` would wrongly report the new daemon dead."""
+    if marker not in " ".join(cmd):
+        raise ValueError(f"marker {marker!r} must appear in the command line")
     logfile.parent.mkdir(parents=True, exist_ok=True)
     with open(logfile, "ab") as log:
         proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
     pidfile.write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + 10
+    while proc.poll() is None and marker not in _cmdline(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
     return proc.pid
 
 
