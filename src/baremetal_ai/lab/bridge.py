@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _term)
     log(f"bridge for lab {cfg['name']} watching {len(bridge.nodes)} nodes via {bmc.endpoint}")
     while not stop:
+        if not (state_dir / "lab.json").exists():
+            log("lab state is gone (lab down): exiting")
+            break
         try:
             bridge.step()
         except (requests.RequestException, UserError) as exc:
