@@ -352,7 +352,8 @@ def test_no_facts_skips_fact_checks_with_reasons() -> None:
     }
     assert r["skipped"] == [
         "node1: os check skipped: no distribution facts (gather facts first, or set preflight_gather_facts: true)",
-        "node1: disk check skipped: no mount facts (gather facts first, or set preflight_gather_facts: true)",
+        "node1: disk check skipped: no mount facts and no df output (gather facts first, or set "
+        "preflight_gather_facts: true)",
         "node1: interfaces check skipped: no interface facts (gather facts first, or set preflight_gather_facts: true)",
     ]
 
@@ -410,3 +411,26 @@ def test_native_strips_subclasses() -> None:
     assert value == {"a": [1, "b", [True, 1.5]]}
     assert type(next(iter(value))) is str
     assert type(value["a"][0]) is int
+
+
+# df output captured on this project's dev machine (Debian 12, `df -P -B1 /`) and inside a lab node, whose root
+# is an overlay that ansible_mounts does not list.
+DF_HOST = """Filesystem         1-blocks        Used   Available Capacity Mounted on
+/dev/vda       270553174016 24368463872 84575830016      23% /
+"""
+DF_OVERLAY_SMALL = """Filesystem     1-blocks      Used Available Capacity Mounted on
+overlay        21474836480 20401094656 1073741824      95% /
+"""
+
+
+def test_parse_df() -> None:
+    assert pf.parse_df(DF_HOST) == {"mount": "/", "size_available": 84575830016}
+    assert pf.parse_df("") is None
+    assert pf.parse_df("df: /nope: No such file or directory\n") is None
+
+
+def test_disk_falls_back_to_df_when_no_mount_covers_the_path() -> None:
+    overlay_only = node(1, ansible_facts=facts(mounts=[{"mount": "/boot", "size_available": GIB}]))
+    assert report({"node1": overlay_only}, "node1", df_output=DF_HOST)["checks"]["disk"] == "passed"
+    [msg] = report({"node1": overlay_only}, "node1", df_output=DF_OVERLAY_SMALL)["problems"]
+    assert msg.startswith("node1: free space on / (mount /) = 1.1 GB is below preflight_min_free_gb = 10.")

@@ -306,18 +306,36 @@ def covering_mount(path: str, mounts: Iterable[Mapping[str, Any]]) -> Mapping[st
     return best
 
 
-def check_disk(host: str, facts: Mapping[str, Any], path: str, min_free_gb: float) -> tuple[list[str], str | None]:
-    """The filesystem holding ``path`` has at least ``min_free_gb`` GB (10^9 bytes) available."""
+def parse_df(output: str) -> dict[str, Any] | None:
+    """`df -P -B1 PATH` output -> {mount, size_available} (bytes), or None when it cannot be read."""
+    lines = [ln for ln in str(output or "").splitlines() if ln.strip()]
+    if len(lines) < 2:
+        return None
+    fields = lines[-1].split()
+    if len(fields) < 6 or not fields[3].isdigit():
+        return None
+    return {"mount": fields[-1], "size_available": int(fields[3])}
+
+
+def check_disk(
+    host: str, facts: Mapping[str, Any], path: str, min_free_gb: float, df_output: str | None = None
+) -> tuple[list[str], str | None]:
+    """The filesystem holding ``path`` has at least ``min_free_gb`` GB (10^9 bytes) available.
+
+    Read from ansible_mounts; where no listed mount covers the path (a container's overlay root is not
+    listed), from the host's own `df -P -B1 PATH` output."""
     if min_free_gb <= 0:
         return [], "disabled (preflight_min_free_gb is 0)"
-    mounts = facts.get("mounts")
-    if not mounts:
-        return [], "no mount facts (gather facts first, or set preflight_gather_facts: true)"
+    mounts = facts.get("mounts") or []
     mount = covering_mount(path, mounts)
     if mount is None or mount.get("size_available") is None:
+        mount = parse_df(df_output) if df_output else None
+    if mount is None:
+        if not mounts:
+            return [], "no mount facts and no df output (gather facts first, or set preflight_gather_facts: true)"
         return [], (
-            f"no mount in ansible_mounts covers {path} (Ansible lists block-device and network mounts only; "
-            "a container's overlay root is not one)"
+            f"no mount in ansible_mounts covers {path} and df gave no usable output "
+            "(Ansible lists block-device and network mounts only)"
         )
     free_gb = int(mount["size_available"]) / GB
     if free_gb < min_free_gb:
@@ -363,6 +381,7 @@ def preflight_report(
     disk_path: str = "/",
     interface_vars: Sequence[str] = ("node_mgmt_interface", "node_fabric_interface"),
     unique_vars: Sequence[str] = ("ansible_host", "node_fabric_address"),
+    df_output: str | None = None,
 ) -> dict[str, Any]:
     """All checks for one host: {host, problems: [str], skipped: [str], checks: {name: passed|failed|skipped}}."""
     host = str(host)
@@ -386,7 +405,7 @@ def preflight_report(
     record("mtu", *check_mtu(host, host_vars, int(mtu_min), int(mtu_max)))
     record("unique_addresses", check_unique_addresses(host, hostvars, [str(h) for h in play_hosts], unique_vars))
     record("os", *check_os(host, facts, supported_os))
-    record("disk", *check_disk(host, facts, str(disk_path), native(min_free_gb)))
+    record("disk", *check_disk(host, facts, str(disk_path), native(min_free_gb), df_output))
     record("interfaces", *check_interfaces(host, host_vars, facts, interface_vars))
     return {"host": host, "problems": problems, "skipped": skipped, "checks": checks}
 
