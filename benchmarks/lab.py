@@ -33,10 +33,15 @@ def cli(*args: str) -> float:
 
 
 def drop_images() -> None:
+    """Remove node and base images; refuses (never forces) while any container still uses them."""
+    users = subprocess.run(["podman", "ps", "-a", "-q", "--filter", "label=io.baremetal-ai.lab"],
+                           capture_output=True, text=True).stdout.split()
+    if users:
+        sys.exit("benchmarks/lab.py: lab containers exist; take every lab down first (cold runs remove the image)")
     for repo in ("localhost/baremetal-ai-node", "localhost/baremetal-ai-base"):
         ids = subprocess.run(["podman", "images", "-q", repo], capture_output=True, text=True).stdout.split()
         if ids:
-            subprocess.run(["podman", "rmi", "-f", *ids], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(["podman", "rmi", *ids], check=True, stdout=subprocess.DEVNULL)
 
 
 def machine() -> str:
