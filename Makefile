@@ -26,7 +26,7 @@ bootstrap:
 lab: bootstrap lab-up converge later-stages
 	@$(BIN)/baremetal lab status --name $(LAB)
 	@echo
-	@echo "Lab '$(LAB)' is converged. Inventory: inventories/$(LAB)/hosts.yml; converge log: results/$(LAB)/converge.log"
+	@echo "Lab '$(LAB)' is converged. Inventory: inventories/$(LAB); converge log: results/$(LAB)/converge.log"
 	@echo "Next: '$(BIN)/baremetal lab ssh node1 --name $(LAB)', 'make lab-down LAB=$(LAB)'"
 
 lab-up:
@@ -34,12 +34,12 @@ lab-up:
 
 converge:
 	@mkdir -p results/$(LAB)
-	$(BIN)/ansible-playbook -i inventories/$(LAB)/hosts.yml site.yml | tee results/$(LAB)/converge.log
+	$(BIN)/ansible-playbook -i inventories/$(LAB) site.yml | tee results/$(LAB)/converge.log
 
 # Validation and drift playbooks join `make lab` as they land (issues 6 and 8); absent ones are named, not faked.
 later-stages:
 	@for pb in playbooks/validate.yml playbooks/drift.yml; do \
-	  if [ -f $$pb ]; then $(BIN)/ansible-playbook -i inventories/$(LAB)/hosts.yml $$pb | tee results/$(LAB)/$$(basename $$pb .yml).log; \
+	  if [ -f $$pb ]; then $(BIN)/ansible-playbook -i inventories/$(LAB) $$pb | tee results/$(LAB)/$$(basename $$pb .yml).log; \
 	  else echo "[lab] $$pb does not exist yet: stage skipped"; fi; done
 
 lab-down:

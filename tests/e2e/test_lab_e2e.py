@@ -111,18 +111,18 @@ def test_secrets_are_private_and_inventory_has_no_password(lab):
         assert (bmc_dir / f).stat().st_mode & 0o777 == 0o600, f
     assert (ROOT / ".lab" / LAB / "id_ed25519").stat().st_mode & 0o077 == 0
     password = (bmc_dir / "password").read_text().strip()
-    inv = (ROOT / "inventories" / LAB / "hosts.yml").read_text()
+    inv = "".join(p.read_text() for p in (ROOT / "inventories" / LAB).rglob("*.yml"))
     assert password not in inv and 'lookup("ansible.builtin.file"' in inv
     # ... and Ansible resolves the lookup to the real password (debug runs on the controller, no_log-free
     # only here, in a test, and only its hash is compared).
-    proc = subprocess.run([str(BIN / "ansible"), "-i", str(ROOT / "inventories" / LAB / "hosts.yml"), "e2e-node1",
+    proc = subprocess.run([str(BIN / "ansible"), "-i", str(ROOT / "inventories" / LAB), "e2e-node1",
                            "-m", "ansible.builtin.debug", "-a", "msg={{ bmc_password | hash('sha256') }}"],
                           cwd=ROOT, env=ansible_env(ROOT / ".cache"), capture_output=True, text=True, check=False)
     assert hashlib.sha256(password.encode()).hexdigest() in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_ansible_ping_over_ssh_with_pinned_host_keys(lab, tmp_path):
-    inv = str(ROOT / "inventories" / LAB / "hosts.yml")
+    inv = str(ROOT / "inventories" / LAB)
     proc = subprocess.run([str(BIN / "ansible"), "-i", inv, "gpu_nodes", "-m", "ansible.builtin.ping", "-o"],
                           cwd=ROOT, env=ansible_env(tmp_path), capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -138,7 +138,7 @@ def test_changed_host_key_is_refused(lab, tmp_path):
     lines[0] = lines[0].split()[0] + " " + " ".join(other_key)
     try:
         known.write_text("\n".join(lines) + "\n")
-        inv = str(ROOT / "inventories" / LAB / "hosts.yml")
+        inv = str(ROOT / "inventories" / LAB)
         proc = subprocess.run([str(BIN / "ansible"), "-i", inv, "e2e-node1", "-m", "ansible.builtin.ping"],
                               cwd=ROOT, env=ansible_env(tmp_path / "cp"), capture_output=True, text=True,
                               check=False)
@@ -175,7 +175,7 @@ def test_redfish_power_cycle_stops_and_starts_the_node(lab, tmp_path):
     on_after = _wait(lambda: running(node["container"]))
     print(f"power off visible after {off_after:.1f} s, on after {on_after:.1f} s")
     # The node comes back with the same addresses and host key: Ansible reaches it again, key still pinned.
-    inv = str(ROOT / "inventories" / LAB / "hosts.yml")
+    inv = str(ROOT / "inventories" / LAB)
 
     def reachable() -> bool:
         p = subprocess.run([str(BIN / "ansible"), "-i", inv, node["name"], "-m", "ansible.builtin.ping"],
@@ -203,7 +203,7 @@ def test_node_stopped_behind_the_bmc_shows_off(lab):
 
 
 def test_converge_twice_second_run_changes_nothing(lab, tmp_path):
-    inv = str(ROOT / "inventories" / LAB / "hosts.yml")
+    inv = str(ROOT / "inventories" / LAB)
     results = []
     for _ in range(2):
         t0 = time.monotonic()

@@ -3,6 +3,7 @@ bridge's decisions, PID-file safety, naming and CLI errors. No podman needed."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -138,32 +139,46 @@ def _state(lab: core.Lab) -> dict:
     }
 
 
-def test_inventory_contract_and_no_secret(tmp_path):
-    lab = core.Lab("t1", root=tmp_path)
-    (lab.bmc_dir).mkdir(parents=True)
-    (lab.bmc_dir / "password").write_text("s3cret-value")
-    inventory.write(lab, _state(lab))
-    text = (tmp_path / "inventories" / "t1" / "hosts.yml").read_text()
-    assert "s3cret-value" not in text
-    inv = yaml.safe_load(text)
-    hosts = inv["all"]["children"]["gpu_nodes"]["hosts"]
-    assert list(hosts) == ["t1-node1", "t1-node2"]
-    assert hosts["t1-node1"]["node_fabric_address"] == "10.0.1.11"
-    lab_vars = inv["all"]["children"]["lab_t1"]["vars"]
-    assert "UserKnownHostsFile=" in lab_vars["ansible_ssh_common_args"]
-    assert "StrictHostKeyChecking=no" not in text
-    assert lab_vars["node_fabric_mtu"] == 9000
-
-
-def test_inventory_parses_with_ansible(tmp_path):
-    lab = core.Lab("t2", root=tmp_path)
+def _write_lab_inventory(tmp_path: Path, name: str, password: str) -> core.Lab:
+    lab = core.Lab(name, root=tmp_path)
     lab.bmc_dir.mkdir(parents=True)
-    (lab.bmc_dir / "password").write_text("pw")
+    (lab.bmc_dir / "password").write_text(password)
     inventory.write(lab, _state(lab))
-    out = subprocess.run([str(Path(sys.executable).with_name("ansible-inventory")), "-i",
-                          str(tmp_path / "inventories/t2/hosts.yml"), "--graph"],
-                         capture_output=True, text=True, check=True).stdout
-    assert "@gpu_nodes:" in out and "t2-node2" in out
+    return lab
+
+
+def test_inventory_contract_and_no_secret(tmp_path):
+    lab = _write_lab_inventory(tmp_path, "t1", "s3cret-value")
+    files = sorted(p.relative_to(lab.inventory_dir).as_posix() for p in lab.inventory_dir.rglob("*") if p.is_file())
+    assert files == ["group_vars/all.yml", "lab.baremetal_pulumi.yml"]
+    text = "".join((lab.inventory_dir / f).read_text() for f in files)
+    outputs = (lab.state_dir / "stack-outputs.json").read_text()
+    assert "s3cret-value" not in text + outputs
+    out = json.loads(outputs)
+    assert out["nodes_schema_version"] == 1
+    assert [n["name"] for n in out["nodes"]] == ["t1-node1", "t1-node2"]
+    assert out["nodes"][0]["fabric_address"] == "10.0.1.11/24" and out["nodes"][0]["mtu"] == 9000
+    gv = yaml.safe_load((lab.inventory_dir / "group_vars/all.yml").read_text())
+    assert "UserKnownHostsFile=" in gv["ansible_ssh_common_args"]
+    assert "StrictHostKeyChecking=no" not in text
+
+
+def test_inventory_parses_with_ansible_and_the_plugin(tmp_path):
+    """The lab inventory goes through the real baremetal_pulumi plugin, as a declared cluster's would."""
+    lab = _write_lab_inventory(tmp_path, "t2", "pw")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "ANSIBLE_CONFIG": str(root / "ansible.cfg")}
+    out = subprocess.run([str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(lab.inventory_dir),
+                          "--list"], capture_output=True, text=True, check=True, cwd=root, env=env).stdout
+    inv = json.loads(out)
+    assert sorted(inv["gpu_nodes"]["hosts"]) == ["t2-node1", "t2-node2"]
+    # Values from stack outputs are marked unsafe (never templated): --list shows them wrapped.
+    hv = {k: v["__ansible_unsafe"] if isinstance(v, dict) and "__ansible_unsafe" in v else v
+          for k, v in inv["_meta"]["hostvars"]["t2-node2"].items()}
+    assert hv["ansible_host"] == "10.0.0.12" and hv["node_fabric_address"] == "10.0.1.12"
+    assert hv["node_fabric_prefix"] == 24 and hv["node_fabric_mtu"] == 9000
+    assert hv["node_fabric_interface"] == "eth1" and hv["bmc_system_id"] == "id2"
+    assert hv["ansible_user"] == "ansible"  # from group_vars/all.yml
 
 
 class FakeBmc:

@@ -168,7 +168,7 @@ def up(name: str = "lab", nodes: int = 3, bmc_port: int | None = None) -> dict[s
             raise UserError(f"lab {name!r} is half-gone (missing: {', '.join(sorted(missing)) or 'networks'}): "
                             f"run `baremetal lab down --name {name}`, then `lab up` again")
         _ensure_daemons(lab, state)
-        log(f"lab {name!r} is already up ({nodes} nodes); inventory: {lab.inventory_dir / 'hosts.yml'}")
+        log(f"lab {name!r} is already up ({nodes} nodes); inventory: {lab.inventory_dir}/")
         return state
     if state or found_containers or found_networks or lab.state_dir.exists():
         what = [f"{len(found_containers)} containers"] if found_containers else []
@@ -238,7 +238,7 @@ def _create(lab: Lab, nodes: int, bmc_port: int | None) -> dict[str, Any]:
     state["up_seconds"] = round(time.monotonic() - t0, 1)
     lab.save(state)
     log(f"lab {lab.name!r} up: {nodes} nodes in {state['up_seconds']} s; BMC {state['bmc']['endpoint']}; "
-        f"inventory {lab.inventory_dir / 'hosts.yml'}")
+        f"inventory {lab.inventory_dir}/")
     return state
 
 
@@ -347,7 +347,7 @@ def status(name: str = "lab") -> dict[str, Any]:
                              "fabric_ip": n["fabric_ip"], "bmc_system_id": n["bmc_system_id"]})
     if state:
         out["bmc"] = state.get("bmc")
-        out["inventory"] = str(lab.inventory_dir / "hosts.yml")
+        out["inventory"] = str(lab.inventory_dir)
     stray = set(containers) - {n["container"] for n in (state or {}).get("nodes", [])}
     if stray:
         out["stray_containers"] = sorted(stray)

@@ -1,8 +1,16 @@
-"""Writes `inventories/<lab>/` for a lab: hosts in group `gpu_nodes`, SSH settings with the lab's pinned
-known_hosts, and the BMC variables (the password is a file lookup: it never appears in the inventory)."""
+"""Writes `inventories/<lab>/` for a lab the way a real cluster gets it from the declare stage:
+
+- `.lab/<lab>/stack-outputs.json`: the same `nodes` contract (schema version 1) a Pulumi stack exports,
+  built from the lab's state and what the Redfish provider read from each node's BMC;
+- `inventories/<lab>/lab.baremetal_pulumi.yml`: the `baremetal_pulumi` inventory plugin reading it;
+- `inventories/<lab>/group_vars/all.yml`: SSH settings with the lab's pinned known_hosts, and the BMC
+  credentials (the password is a file lookup: it never appears in the inventory).
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -10,43 +18,52 @@ import yaml
 if TYPE_CHECKING:
     from baremetal_ai.lab.core import Lab
 
+NODES_SCHEMA_VERSION = 1
 HEADER = "# Written by `baremetal lab up`; rewritten on every run. Do not edit: `baremetal lab down` removes it.\n"
 
 
-def build(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
-    sd = lab.state_dir
-    hosts = {}
+def stack_outputs(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
+    """The lab's equivalent of `pulumi stack output --json` (see docs/nodes-contract.md)."""
+    nodes = []
     for n in state["nodes"]:
-        hosts[n["name"]] = {
-            "ansible_host": n["mgmt_ip"],
-            "node_mgmt_interface": n["mgmt_interface"],
-            "node_fabric_interface": n["fabric_interface"],
-            "node_fabric_address": n["fabric_ip"],
-            "node_fabric_prefix": n["fabric_prefix"],
+        nodes.append({
+            "name": n["name"],
+            "mgmt_address": n["mgmt_ip"],
+            "fabric_address": f"{n['fabric_ip']}/{n['fabric_prefix']}",
+            "bmc_endpoint": state["bmc"]["endpoint"],
             "bmc_system_id": n["bmc_system_id"],
-            "bmc_mac": n["mgmt_mac"],
-        }
-    lab_vars = {
+            "gpu_model": "none",
+            "gpu_count": 0,
+            "nic_names": {"mgmt": n["mgmt_interface"], "fabric": n["fabric_interface"]},
+            "fabric_kind": "roce",
+            "mtu": state["networks"]["fabric"]["mtu"],
+            "labels": {"lab": lab.name},
+        })
+    return {"nodes_schema_version": NODES_SCHEMA_VERSION, "nodes": nodes,
+            "provisioned": state.get("provisioned", {})}
+
+
+def group_vars(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
+    sd = lab.state_dir
+    return {
         "ansible_user": "ansible",
         "ansible_ssh_private_key_file": str(sd / "id_ed25519"),
         "ansible_ssh_common_args": f"-o UserKnownHostsFile={sd / 'known_hosts'}",
         "ansible_python_interpreter": "/usr/bin/python3",
         "lab_name": lab.name,
-        "node_fabric_mtu": state["networks"]["fabric"]["mtu"],
-        "node_gpu_model": "none",
-        "node_gpu_count": 0,
-        "bmc_endpoint": state["bmc"]["endpoint"],
         "bmc_username": state["bmc"]["username"],
         "bmc_password": '{{ lookup("ansible.builtin.file", "' + str(lab.bmc_dir / "password") + '") }}',
         "bmc_ca_file": state["bmc"]["ca_file"],
     }
-    return {"all": {"children": {
-        "gpu_nodes": {"hosts": hosts},
-        f"lab_{lab.name}": {"children": {"gpu_nodes": {}}, "vars": lab_vars},
-    }}}
 
 
 def write(lab: Lab, state: dict[str, Any]) -> None:
-    lab.inventory_dir.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(build(lab, state), sort_keys=False, default_flow_style=False)
-    (lab.inventory_dir / "hosts.yml").write_text(HEADER + text)
+    outputs = lab.state_dir / "stack-outputs.json"
+    outputs.write_text(json.dumps(stack_outputs(lab, state), indent=2) + "\n")
+    if lab.inventory_dir.exists():
+        shutil.rmtree(lab.inventory_dir)
+    (lab.inventory_dir / "group_vars").mkdir(parents=True)
+    plugin_cfg = {"plugin": "baremetal_pulumi", "outputs_file": str(outputs)}
+    (lab.inventory_dir / "lab.baremetal_pulumi.yml").write_text(HEADER + yaml.safe_dump(plugin_cfg, sort_keys=False))
+    (lab.inventory_dir / "group_vars" / "all.yml").write_text(
+        HEADER + yaml.safe_dump(group_vars(lab, state), sort_keys=False, default_flow_style=False))
