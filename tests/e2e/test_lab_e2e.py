@@ -75,6 +75,15 @@ def test_up_creates_three_running_nodes(lab):
     st = json.loads(cli("status", "--name", LAB, "--json").stdout)
     assert st["status"] == "up" and all(st["daemons"].values()), st
     assert {n["power"] for n in st["nodes"]} == {"On"}
+    # Nodes were created powered off and taken under management by the declare stage's Redfish provider:
+    # PXE boot override and power On, as the emulator recorded them.
+    prov = lab["provisioned"]
+    assert sorted(prov) == ["e2e-node1", "e2e-node2", "e2e-node3"]
+    for n in lab["nodes"]:
+        assert prov[n["name"]]["power_state"] == "On" and prov[n["name"]]["boot"]["target"] == "Pxe"
+        assert sorted(prov[n["name"]]["macs"]) == sorted([n["mgmt_mac"], n["fabric_mac"]])
+    bridge_log = (ROOT / ".lab" / LAB / "bridge.log").read_text()
+    assert all(f"{n['container']}: BMC power On -> podman start" in bridge_log for n in lab["nodes"])
     node = lab["nodes"][0]["container"]
     # systemd is PID 1 and healthy; the fabric interface has MTU 9000, the management one the default.
     assert podman.run(["exec", node, "ps", "-o", "comm=", "-p", "1"]).stdout.strip() == "systemd"
@@ -164,6 +173,7 @@ def test_redfish_power_cycle_stops_and_starts_the_node(lab, tmp_path):
                        password=(bmc_dir / "password").read_text().strip(), verify=lab["bmc"]["ca_file"])
     system = conn.get_system(f"/redfish/v1/Systems/{node['bmc_system_id']}")
     assert system.power_state == sushy.PowerState.ON
+    assert system.boot.target == sushy.BootSource.PXE  # set by the provider at `lab up`
     macs = {m.lower() for m in [node["mgmt_mac"], node["fabric_mac"]]}
     assert {i.mac_address.lower() for i in system.ethernet_interfaces.get_members()} == macs
 

@@ -29,6 +29,16 @@ def free_port(address: str, start: int = 3142, tries: int = 50) -> int:
     raise UserError(f"no free port for the apt cache on {address} in {start}-{start + tries - 1}")
 
 
+def address_present(address: str) -> bool:
+    """Whether `address` is configured on this host (a bind to it succeeds)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((address, 0))
+        except OSError:
+            return False
+        return True
+
+
 def write_config(conf_dir: Path, mirrors: Mirrors) -> None:
     conf_dir.mkdir(parents=True, exist_ok=True)
     (conf_dir / "backends_debian").write_text(mirrors.main.rstrip("/") + "/\n")

@@ -168,6 +168,7 @@ def up(name: str = "lab", nodes: int = 3, bmc_port: int | None = None) -> dict[s
             raise UserError(f"lab {name!r} is half-gone (missing: {', '.join(sorted(missing)) or 'networks'}): "
                             f"run `baremetal lab down --name {name}`, then `lab up` again")
         _ensure_daemons(lab, state)
+        _ensure_apt_cache(lab, state)
         log(f"lab {name!r} is already up ({nodes} nodes); inventory: {lab.inventory_dir}/")
         return state
     if state or found_containers or found_networks or lab.state_dir.exists():
@@ -216,10 +217,10 @@ def _create(lab: Lab, nodes: int, bmc_port: int | None) -> dict[str, Any]:
 
     proxy_conf = lab.state_dir / "apt-proxy.conf"
     proxy_conf.write_text(f'Acquire::http::Proxy "http://{mgmt["gateway"]}:{apt_port}";\n')
-    log(f"starting {nodes} nodes from {tag}")
+    log(f"creating {nodes} nodes from {tag} (powered off, like servers waiting in a rack)")
     pub = lab.state_dir / "id_ed25519.pub"
     for n in node_list:
-        podman.run(["run", "-d", "--name", n["container"], "--hostname", n["name"],
+        podman.run(["create", "--name", n["container"], "--hostname", n["name"],
                     "--label", f"{podman.LABEL}={lab.name}", "--label", f"{podman.LABEL}.node={n['name']}",
                     "--network", f"{lab.mgmt_net}:ip={n['mgmt_ip']},mac={n['mgmt_mac']},interface_name=eth0",
                     "--network", f"{lab.fabric_net}:ip={n['fabric_ip']},mac={n['fabric_mac']},interface_name=eth1",
@@ -230,6 +231,9 @@ def _create(lab: Lab, nodes: int, bmc_port: int | None) -> dict[str, Any]:
                     tag])
 
     _ensure_daemons(lab, state, fresh=True)
+    state["provisioned"] = provision(lab, state)
+    lab.save(state)
+    _ensure_apt_cache(lab, state)
     keys = _wait_nodes(node_list)
     known = lab.state_dir / "known_hosts"
     known.write_text("".join(f"{n['name']},{n['mgmt_ip']} {keys[n['name']]}\n" for n in node_list))
@@ -242,18 +246,61 @@ def _create(lab: Lab, nodes: int, bmc_port: int | None) -> dict[str, Any]:
     return state
 
 
+def provision(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
+    """Take every node under management through its BMC with the declare stage's own Redfish provider
+    (in-process, no Pulumi CLI): one-time PXE boot override, power On, wait until the BMC shows it. The power
+    bridge then starts each node's container. Returns what the provider recorded, without credentials."""
+    from baremetal_ai.declare.redfish import RedfishServerProvider
+
+    provider = RedfishServerProvider()
+    password = (lab.bmc_dir / "password").read_text().strip()
+
+    def one(n: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        props = {"endpoint": state["bmc"]["endpoint"], "username": state["bmc"]["username"],
+                 "password": password, "system_id": n["bmc_system_id"], "ca_file": state["bmc"]["ca_file"],
+                 "power_state": "On", "boot_override": "Pxe", "power_timeout_s": 60, "node_name": n["name"]}
+        checked = provider.check({}, props)
+        if checked.failures:
+            raise UserError(f"lab provisioning of {n['name']}: " +
+                            "; ".join(f"{f.property}: {f.reason}" for f in checked.failures))
+        res = provider.create(checked.inputs)
+        inv = res.outs["inventory"]
+        return n["name"], {"id": res.id, "power_state": inv.get("power_state"), "boot": inv.get("boot"),
+                           "macs": res.outs["macs"], "serial": inv.get("serial"), "model": inv.get("model")}
+
+    t0 = time.monotonic()
+    with cf.ThreadPoolExecutor(max_workers=min(16, len(state["nodes"]))) as ex:
+        done = dict(ex.map(one, state["nodes"]))
+    log(f"provisioned {len(done)} nodes through Redfish (PXE override + power On) in {time.monotonic() - t0:.1f} s")
+    return done
+
+
 def _emulator_systems(state: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"uuid": n["bmc_system_id"], "name": n["name"], "power_state": "On", "external_notifier": False,
+    return [{"uuid": n["bmc_system_id"], "name": n["name"], "power_state": "Off", "external_notifier": False,
              "nics": [{"mac": n["mgmt_mac"], "ip": n["mgmt_ip"]}, {"mac": n["fabric_mac"], "ip": n["fabric_ip"]}]}
             for n in state["nodes"]]
 
 
+def _ensure_apt_cache(lab: Lab, state: dict[str, Any], wait_s: float = 30.0) -> None:
+    """Start the apt cache on the management bridge's gateway. podman creates that bridge (and its address)
+    only when the first node of the network runs, so wait for the address; with no node powered on there is
+    nothing to serve, and the next `lab up` starts the cache."""
+    if lab.daemons()["apt-cache"]:
+        return
+    cache = state["apt_cache"]
+    deadline = time.monotonic() + wait_s
+    while not aptcache.address_present(cache["address"]):
+        if time.monotonic() > deadline:
+            log(f"apt cache not started: no node is powered on, so {cache['address']} does not exist yet "
+                "(`baremetal lab up` starts it once a node runs)")
+            return
+        time.sleep(0.2)
+    aptcache.start_on(lab.state_dir, lab.name, cache["address"], cache["port"], image.host_mirrors())
+
+
 def _ensure_daemons(lab: Lab, state: dict[str, Any], fresh: bool = False) -> None:
-    """Start (or restart after a host reboot) the apt cache, the BMC emulator and the power bridge."""
+    """Start (or restart after a host reboot) the BMC emulator and the power bridge."""
     alive = lab.daemons()
-    if not alive["apt-cache"]:
-        cache = state["apt_cache"]
-        aptcache.start_on(lab.state_dir, lab.name, cache["address"], cache["port"], image.host_mirrors())
     if fresh and not (lab.bmc_dir / "password").exists():
         bmc.setup(lab.bmc_dir, lab.name)
     if not alive["bmc-emulator"]:
