@@ -13,6 +13,7 @@ import sys
 
 from baremetal_ai import __version__
 from baremetal_ai.errors import UserError
+from baremetal_ai.planner import cli as planner_cli
 
 
 def _lab_parser(sub: argparse._SubParsersAction) -> None:
@@ -84,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"baremetal-ai {__version__}")
     sub = parser.add_subparsers(dest="cmd", required=True)
     _lab_parser(sub)
+    planner_cli.add_plan_parser(sub)
+    planner_cli.add_tco_parser(sub)
     return parser
 
 
@@ -92,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "lab":
             return _run_lab(args)
+        if args.cmd == "plan":
+            return planner_cli.run_plan(args)
+        if args.cmd == "tco":
+            return planner_cli.run_tco(args)
     except UserError as exc:
         print(f"baremetal: error: {exc}", file=sys.stderr)
         return exc.exit_code

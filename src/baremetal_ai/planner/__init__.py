@@ -1,0 +1,1 @@
+"""`baremetal plan` (GPU memory and layout) and `baremetal tco` (cloud vs bare-metal cost)."""
