@@ -51,7 +51,7 @@ lint: bootstrap
 	$(BIN)/ansible-lint --profile production --offline
 
 unit: bootstrap
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest tests/unit tests/pulumi tests/integration
 
 molecule: bootstrap
 	$(BIN)/pytest tests/molecule
@@ -59,9 +59,10 @@ molecule: bootstrap
 e2e: bootstrap
 	$(BIN)/pytest tests/e2e
 
-# One pytest session (unit, then Molecule scenarios, then the lab end-to-end), so CI reads one summary line.
+# One pytest session (unit, Pulumi mocks, Redfish provider against the emulator, Molecule scenarios, then the
+# lab end-to-end tests), so CI reads one summary line.
 test: bootstrap lint
-	$(BIN)/pytest tests/unit tests/molecule tests/e2e
+	$(BIN)/pytest tests/unit tests/pulumi tests/integration tests/molecule tests/e2e
 
 bench: bootstrap
 	$(BIN)/python benchmarks/lab.py
