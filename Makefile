@@ -48,7 +48,7 @@ lab-down:
 lint: bootstrap
 	$(BIN)/ruff check .
 	$(BIN)/yamllint -s .
-	$(BIN)/ansible-lint --profile production --offline
+	ANSIBLE_INVENTORY=$(CURDIR)/inventories/example/hosts.yml $(BIN)/ansible-lint --profile production --offline
 
 unit: bootstrap
 	$(BIN)/pytest tests/unit tests/pulumi tests/integration
