@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from baremetal_ai import __version__
+from baremetal_ai import __version__, checklist, pilot
 from baremetal_ai.errors import UserError
 from baremetal_ai.planner import cli as planner_cli
 
@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     _lab_parser(sub)
     planner_cli.add_plan_parser(sub)
     planner_cli.add_tco_parser(sub)
+    pilot.add_pilot_parser(sub)
+    checklist.add_checklist_parser(sub)
     return parser
 
 
@@ -99,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             return planner_cli.run_plan(args)
         if args.cmd == "tco":
             return planner_cli.run_tco(args)
+        if args.cmd == "pilot":
+            return pilot.run_pilot_report(args)
+        if args.cmd == "checklist":
+            return checklist.run_checklist(args)
     except UserError as exc:
         print(f"baremetal: error: {exc}", file=sys.stderr)
         return exc.exit_code
