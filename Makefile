@@ -13,11 +13,12 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 
-.PHONY: help bootstrap lab lab-up lab-down converge later-stages test lint unit molecule e2e bench clean
+.PHONY: help bootstrap lab lab-up lab-down converge later-stages pilot test lint unit molecule e2e bench clean
 
 help:
 	@echo "make lab    - install what is missing, bring up the lab ($(NODES) nodes), converge, summarize"
 	@echo "make test   - lint + unit + Molecule per role + lab end-to-end (pytest summary at the end)"
+	@echo "make pilot  - the controlled pilot + provider checklist on the lab (after make lab)"
 	@echo "make lab-down, make lint, make unit, make molecule, make e2e, make bench, make clean"
 
 bootstrap:
@@ -41,6 +42,11 @@ later-stages:
 	@for pb in playbooks/validate.yml playbooks/drift.yml; do \
 	  if [ -f $$pb ]; then $(BIN)/ansible-playbook -i inventories/$(LAB) $$pb | tee results/$(LAB)/$$(basename $$pb .yml).log; \
 	  else echo "[lab] $$pb does not exist yet: stage skipped"; fi; done
+
+# The controlled pilot on the lab (CPU, tiny model: says so in its results), then the provider checklist.
+pilot: bootstrap
+	$(BIN)/ansible-playbook -i inventories/$(LAB) playbooks/pilot.yml
+	$(BIN)/baremetal checklist -i inventories/$(LAB) --out results/$(LAB)/checklist.md
 
 lab-down:
 	$(BIN)/baremetal lab down --name $(LAB)
