@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from baremetal_ai.errors import UserError
+from baremetal_ai.errors import UserError, read_user_file
 
 HOURS_PER_MONTH = 8760 / 12  # = 730 h [derived: 365 days × 24 h / 12]
 OPTIONS = ("lease", "purchase", "hourly")
@@ -161,12 +161,9 @@ def prices_from_dict(raw: Any, source: str = "prices file") -> Prices:
 
 def load_prices(path: str | Path) -> Prices:
     p = Path(path)
+    text = read_user_file("--prices", p)
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"--prices: {p} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"--prices: cannot read {p}: {exc}") from None
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UserError(f"--prices: {p} is not valid YAML: {str(exc).splitlines()[0]}") from None
     return prices_from_dict(raw, source=str(p))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from baremetal_ai.errors import UserError
+from baremetal_ai.errors import UserError, read_user_file
 
 # Families whose counts the reference checks against published numbers; others are counted the same way, with a note.
 VERIFIED_FAMILIES = ("llama", "mistral", "mixtral", "qwen2")
@@ -167,12 +167,9 @@ def shape_from_config(cfg: dict[str, Any], source: str = "config.json") -> tuple
 def load_config(path: str | Path) -> tuple[ModelShape, tuple[str, ...]]:
     """Read a ``config.json`` file; errors name the file and the field."""
     p = Path(path)
+    text = read_user_file("--config", p)
     try:
-        cfg = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"--config: {p} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"--config: cannot read {p}: {exc}") from None
+        cfg = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"--config: {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
     shape, notes = shape_from_config(cfg, source=str(p))
