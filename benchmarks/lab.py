@@ -70,7 +70,7 @@ def main() -> int:
             ups.append(cli("up", "--name", NAME, "--nodes", str(n)))
             downs.append(cli("down", "--name", NAME))
         rows.append((n, cold, statistics.median(ups), max(ups), statistics.median(downs)))
-        print(f"{n} nodes: cold up {cold and f'{cold:.1f}'} s, warm up median {rows[-1][2]:.1f} s "
+        print(f"{n} nodes: cold up {f'{cold:.1f} s' if cold else 'not run'}, warm up median {rows[-1][2]:.1f} s "
               f"(max {rows[-1][3]:.1f}), down median {rows[-1][4]:.1f} s", flush=True)
     table = [f"Measured {time.strftime('%Y-%m-%d')} on {machine()}; warm = median of {args.repeat} runs.", "",
              "| nodes | `lab up` cold image | `lab up` warm image (median / max) | `lab down` (median) |",
