@@ -12,6 +12,7 @@ import os
 import sys
 
 from baremetal_ai import __version__, checklist, pilot
+from baremetal_ai import inspect as inspect_cmd  # aliased: the stdlib has an `inspect` too
 from baremetal_ai.errors import UserError
 from baremetal_ai.planner import cli as planner_cli
 
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     planner_cli.add_tco_parser(sub)
     pilot.add_pilot_parser(sub)
     checklist.add_checklist_parser(sub)
+    inspect_cmd.add_inspect_parser(sub)
     return parser
 
 
@@ -105,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             return pilot.run_pilot_report(args)
         if args.cmd == "checklist":
             return checklist.run_checklist(args)
+        if args.cmd == "inspect":
+            return inspect_cmd.run_inspect(args)
     except UserError as exc:
         print(f"baremetal: error: {exc}", file=sys.stderr)
         return exc.exit_code
