@@ -27,7 +27,8 @@ bootstrap:
 lab: bootstrap lab-up converge later-stages
 	@$(BIN)/baremetal lab status --name $(LAB)
 	@echo
-	@echo "Lab '$(LAB)' is converged. Inventory: inventories/$(LAB); converge log: results/$(LAB)/converge.log"
+	@echo "Lab '$(LAB)' is converged and validated. Inventory: inventories/$(LAB)"
+	@echo "Logs: results/$(LAB)/*.log; validation results (JSON, junit.xml, fleet.json): $$(ls -d results/2*/ 2>/dev/null | tail -1)"
 	@echo "Next: '$(BIN)/baremetal lab ssh node1 --name $(LAB)', 'make lab-down LAB=$(LAB)'"
 
 lab-up:

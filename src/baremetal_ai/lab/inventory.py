@@ -51,6 +51,8 @@ def group_vars(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
         "ansible_ssh_common_args": f"-o UserKnownHostsFile={sd / 'known_hosts'}",
         "ansible_python_interpreter": "/usr/bin/python3",
         "lab_name": lab.name,
+        # Validation floors for lab nodes (veth links have no speed; overlay disks): validation/thresholds.yml
+        "validation_node_class": "lab",
         "bmc_username": state["bmc"]["username"],
         "bmc_password": '{{ lookup("ansible.builtin.file", "' + str(lab.bmc_dir / "password") + '") }}',
         "bmc_ca_file": state["bmc"]["ca_file"],
