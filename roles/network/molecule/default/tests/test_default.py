@@ -1,0 +1,84 @@
+"""The network role's real state in the Molecule instance (stand-in veth eth1, inventory MTU 9000)."""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+IFACE = "eth1"
+SYSCTLS = {
+    "net.core.rmem_max": "134217728",
+    "net.core.wmem_max": "134217728",
+    "net.ipv4.tcp_rmem": "4096 87380 134217728",
+    "net.ipv4.tcp_wmem": "4096 65536 134217728",
+    "net.core.netdev_max_backlog": "10000",
+}
+
+
+@pytest.mark.parametrize("name", ["ethtool", "iproute2", "iputils-ping"])
+def test_packages(host, name):
+    assert host.package(name).is_installed
+
+
+def test_live_mtu_and_address(host):
+    assert host.file(f"/sys/class/net/{IFACE}/mtu").content_string.strip() == "9000"
+    # systemd-networkd configured the inventory address from our .network file
+    assert "198.51.100.10/24" in host.check_output(f"ip -4 -o addr show dev {IFACE}")
+
+
+def test_networkd_file(host):
+    f = host.file(f"/etc/systemd/network/60-baremetal-ai-{IFACE}.network")
+    assert (f.user, f.mode) == ("root", 0o644)
+    text = f.content_string
+    assert text.startswith("# Ansible managed")
+    for line in (f"Name={IFACE}", "MTUBytes=9000", "Address=198.51.100.10/24", "KeepConfiguration=static"):
+        assert line in text.splitlines()
+    svc = host.service("systemd-networkd")
+    assert svc.is_enabled and svc.is_running
+    assert "configured" in host.check_output(f"networkctl list {IFACE} --no-legend")
+
+
+def test_sysctl_file(host):
+    f = host.file("/etc/sysctl.d/90-baremetal-ai-network.conf")
+    assert f.mode == 0o644
+    values = {}
+    for line in f.content_string.splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            values[key.strip()] = " ".join(value.split())
+    assert values == SYSCTLS
+
+
+def test_tuning_unit_and_status(host):
+    unit = host.service("baremetal-network-tuning")
+    assert unit.is_enabled
+    shown = host.check_output("systemctl show -p ActiveState,Result baremetal-network-tuning").split()
+    assert sorted(shown) == ["ActiveState=active", "Result=success"]
+    script = host.file("/usr/local/sbin/baremetal-network-tuning")
+    assert script.mode == 0o755 and f"tune {IFACE} 9000" in script.content_string
+    status = host.file("/run/baremetal-ai/network-tuning.status").content_string.splitlines()
+    assert f"{IFACE} mtu 9000 ok" in status or f"{IFACE} mtu 9000 applied (was 1500)" in status
+    # veth has no ring parameters: skipped with the reason, not faked
+    assert f"{IFACE} rings skipped: driver veth does not report ring parameters (ethtool -g unsupported)" in status
+    assert not [line for line in status if "failed" in line]
+
+
+def test_offloads_live(host):
+    features = host.check_output(f"ethtool -k {IFACE}")
+    assert "generic-receive-offload: on" in features
+    assert "large-receive-offload: off" in features
+
+
+def test_check_mode_after_converge_changes_nothing():
+    """Honest check mode: `ansible-playbook --check` on the converged instance reports 0 changed."""
+    scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
+    env = {**os.environ, "ANSIBLE_CONFIG": os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "ansible.cfg"),
+           "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_NOCOLOR": "1"}
+    proc = subprocess.run(["ansible-playbook", "--check", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+                           str(scenario / "converge.yml")], capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    recap = re.search(r"molecule-\S+\s+:\s+ok=\d+\s+changed=(\d+)", proc.stdout)
+    changed = re.findall(r"^TASK \[(.*?)\].*\n(?:.*\n)*?changed: ", proc.stdout, flags=re.M)
+    assert recap and recap.group(1) == "0", changed or proc.stdout[-3000:]
