@@ -53,6 +53,8 @@ def group_vars(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
         "lab_name": lab.name,
         # Validation floors for lab nodes (veth links have no speed; overlay disks): validation/thresholds.yml
         "validation_node_class": "lab",
+        # Lab nodes have no data disks (containers): the storage role's plan-only mode is covered by Molecule.
+        "storage_enabled": False,
         "bmc_username": state["bmc"]["username"],
         "bmc_password": '{{ lookup("ansible.builtin.file", "' + str(lab.bmc_dir / "password") + '") }}',
         "bmc_ca_file": state["bmc"]["ca_file"],
