@@ -42,6 +42,7 @@ __all__ = [
     "parse_dcgmi_diag",
     "parse_fio_json",
     "parse_gid_table",
+    "parse_gpubench_json",
     "parse_ibv_devinfo",
     "parse_iperf3_json",
     "parse_lspci_vvv",
@@ -1451,6 +1452,53 @@ def parse_lspci_vvv(text: str | bytes) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# gpubench (validation/gpubench/gpubench.cu): our own CUDA benchmark's JSON
+
+GPUBENCH_TOOL = "baremetal-gpubench"
+GPUBENCH_SCHEMA = 1
+# test -> (the number that is the result, unit)
+GPUBENCH_VALUES = {
+    "gemm_bf16": ("tflops", "TFLOP/s"),
+    "gemm_fp16": ("tflops", "TFLOP/s"),
+    "copy": ("tbps", "TB/s"),
+    "h2d": ("gbps", "GB/s"),
+    "d2h": ("gbps", "GB/s"),
+    "p2p": ("gbps", "GB/s"),
+}
+
+
+@_guarded("gpubench JSON")
+def parse_gpubench_json(text: str | bytes) -> dict[str, Any]:
+    """Parse one document printed by ``gpubench`` (--list, --device N or --p2p).
+
+    Returns the document with ``results`` checked: every entry names a known test and carries its number
+    (GPUBENCH_VALUES). A document with ``error`` (the program's own CUDA/cuBLAS or argument error) is returned
+    as it is, with ``error`` set: the caller turns it into a failed check. Anything else raises ParseError."""
+    raw = _text(text, "gpubench JSON")
+    doc = _json_from(raw, "gpubench JSON")
+    if not isinstance(doc, dict) or doc.get("tool") != GPUBENCH_TOOL:
+        raise ParseError(f"gpubench JSON: expected an object with tool={GPUBENCH_TOOL!r}", _head(raw))
+    if doc.get("schema") != GPUBENCH_SCHEMA:
+        raise ParseError(f"gpubench JSON: schema {doc.get('schema')!r}; this version reads {GPUBENCH_SCHEMA}",
+                         _head(raw))
+    if "error" in doc:
+        return {"error": str(doc["error"]), "results": []}
+    results = doc.get("results")
+    if results is None and "devices" in doc:
+        return doc
+    if not isinstance(results, list):
+        raise ParseError("gpubench JSON: expected a results list (or devices, or error)", _head(raw))
+    for i, r in enumerate(results):
+        test = r.get("test") if isinstance(r, dict) else None
+        if test not in GPUBENCH_VALUES:
+            raise ParseError(f"gpubench JSON: results[{i}]: unknown test {test!r}", _head(raw))
+        key = GPUBENCH_VALUES[test][0]
+        if not isinstance(r.get(key), (int, float)) or isinstance(r.get(key), bool) or r[key] < 0:
+            raise ParseError(f"gpubench JSON: results[{i}] ({test}): {key} must be a number >= 0", _head(raw))
+    return doc
+
+
+# ---------------------------------------------------------------------------------------------------------
 # content detection for `baremetal inspect`
 
 def _looks_json(raw: str) -> dict[str, Any] | None:
@@ -1478,6 +1526,8 @@ def detect_kind(text: str | bytes) -> str | None:
                 return "fio_json"
             if "start" in doc and "end" in doc:
                 return "iperf3_json"
+            if doc.get("tool") == GPUBENCH_TOOL:
+                return "gpubench_json"
             if "test_categories" in json.dumps(doc)[:200000]:
                 return "dcgmi_diag"
     if "NVRM: Xid" in raw:
@@ -1521,4 +1571,5 @@ KINDS: dict[str, Callable[..., Any]] = {
     "ibv_devinfo": parse_ibv_devinfo,
     "gid_table": parse_gid_table,
     "lspci_vvv": parse_lspci_vvv,
+    "gpubench_json": parse_gpubench_json,
 }
