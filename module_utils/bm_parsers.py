@@ -537,6 +537,7 @@ def parse_nvsmi_csv(text: str | bytes, fields: list[str] | None = None) -> list[
 # ---------------------------------------------------------------------------------------------------------
 # nvidia-smi topo -m
 
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _LINK_RE = re.compile(r"^(X|SYS|SOC|NODE|PHB|PXB|PIX|NV\d+)$")
 _DEV_RE = re.compile(r"^(GPU\d+|NIC\d+|mlx\S+|ib\S+|CPU\d+)$")
 _AFFINITY_COLUMNS = ("CPU Affinity", "NUMA Affinity", "GPU NUMA ID")
@@ -551,7 +552,8 @@ def parse_topo_matrix(text: str | bytes) -> dict[str, Any]:
     "legend": {"X": "Self", ...}}``. Links are printed tokens (``X``, ``NV18``, ``PIX``, ``PXB``, ``PHB``,
     ``NODE``, ``SYS``; old drivers print ``SOC`` for ``SYS``).
     """
-    raw = _text(text, "nvidia-smi topo -m")
+    # On a terminal-less run nvidia-smi still underlines the header with ANSI escapes (seen with driver 580).
+    raw = _ANSI_RE.sub("", _text(text, "nvidia-smi topo -m"))
     lines = raw.splitlines()
     header_idx = None
     for i, line in enumerate(lines):
@@ -1536,7 +1538,7 @@ def detect_kind(text: str | bytes) -> str | None:
         return "nccl_tests"
     if re.search(r"(?m)^\s*#bytes\s+#iterations", raw):
         return "perftest"
-    if re.search(r"(?m)^\s*GPU0(\s+GPU\d+|\s+NIC\d+|\s+mlx\S+)*\s+CPU Affinity", raw) or re.search(
+    if re.search(r"(?m)^\s*GPU0(\s+GPU\d+|\s+NIC\d+|\s+mlx\S+)*\s+CPU Affinity", _ANSI_RE.sub("", raw)) or re.search(
         r"(?m)^\s*X\s+=\s+Self\s*$", raw
     ):
         return "topo_matrix"
@@ -1552,7 +1554,10 @@ def detect_kind(text: str | bytes) -> str | None:
         return "lspci_vvv"
     first = raw.lstrip().splitlines()[0]
     cells = [_csv_name(c) for c in first.split(",")]
-    if len(cells) >= 1 and all(re.fullmatch(r"[a-z_]+(?:\.[a-z_]+)+|index|name|uuid|serial", c) for c in cells):
+    # Query field names: dotted (memory.total) or plain (index, driver_version); at least one dotted or a
+    # well-known plain one, so that an ordinary CSV is not taken for nvidia-smi's.
+    if cells and all(re.fullmatch(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*", c) for c in cells) and any(
+            "." in c or c in ("index", "uuid", "serial", "driver_version", "pci.bus_id") for c in cells):
         return "nvsmi_csv"
     return None
 

@@ -31,6 +31,8 @@ def gpu_model_from(kind: str, parsed: Any) -> str | None:
     if kind == "nvsmi_xml":
         names = [g.get("name") for g in parsed.get("gpus") or [] if g.get("name")]
         return names[0] if names else None
+    if kind == "gpubench_json":
+        return (parsed.get("device") or {}).get("name")
     return None
 
 
@@ -109,6 +111,8 @@ def checks_for(kind: str, text: str, parsed: Any, th: dict, band: float, args: a
                                      "bandwidth is judged")]
         t = v.with_link_speed(th.get("rdma_write_bw_gbps"), args.link_gbps)
         return [v.judge("rdma_write_bw_gbps", parsed.get("bw_average_gbps"), "Gbit/s", t, band)]
+    if kind == "gpubench_json":
+        return u.library_module("gpu_bench").checks_from_document(parsed, th, band, text)
     if kind == "nvsmi_xml":
         gh = u.library_module("gpu_health")
         out = []

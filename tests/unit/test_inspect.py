@@ -43,6 +43,9 @@ CASES = [
     ("ibv_devinfo/two-hca-v.txt", "ibv_devinfo", 1),
     ("show_gids/show_gids.txt", "gid_table", 0),
     ("lspci/gpu-node-lspci-vvv-nn-D.txt", "lspci_vvv", 1),
+    ("gpubench/h200-device0.json", "gpubench_json", 0),
+    ("gpubench/h200-bad-arg.json", "gpubench_json", 1),
+    ("nvidia-smi/h200-1gpu-v13-q-x.xml", "nvsmi_xml", 0),
 ]
 
 

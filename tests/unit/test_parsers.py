@@ -383,6 +383,13 @@ FIXTURE_KINDS = {
     "nvidia-smi/a100-mig-v11.xml": "nvsmi_xml",
     "nvidia-smi/nvlink-status.txt": "nvlink_status",
     "nvidia-smi/query-gpu-header-units.csv": "nvsmi_csv",
+    "nvidia-smi/h200-1gpu-v13-q-x.xml": "nvsmi_xml",
+    "nvidia-smi/h200-query-gpu.csv": "nvsmi_csv",
+    "nvidia-smi-topo/h200-1gpu-vm.txt": "topo_matrix",
+    "gpubench/h200-device0.json": "gpubench_json",
+    "gpubench/h200-list.json": "gpubench_json",
+    "gpubench/h200-p2p-single-gpu.json": "gpubench_json",
+    "gpubench/h200-bad-arg.json": "gpubench_json",
     "nvidia-smi-topo/hgx-h100-8gpu-4nic.txt": "topo_matrix",
     "nvidia-smi-topo/old-driver-soc-4gpu.txt": "topo_matrix",
     "nccl-tests/all_reduce_perf-8gpu-info.txt": "nccl_tests",
@@ -422,6 +429,7 @@ def test_every_fixture_dir_is_covered_and_documented() -> None:
         assert (FIX / d / "README.md").is_file(), f"tests/fixtures/{d}/README.md is missing"
         on_disk = {f"{d}/{p.name}" for p in (FIX / d).iterdir() if p.name != "README.md"}
         assert on_disk <= set(FIXTURE_KINDS) | {"nvidia-smi/query-gpu-noheader-nounits.csv",
+                                                  "nvidia-smi/h200-query-gpubench-noheader-nounits.csv",
                                                   "nvidia-smi/query-gpu-h100x8.csv", "xid/clean-dmesg.txt"}
 
 
