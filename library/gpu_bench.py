@@ -176,6 +176,7 @@ CHECK_OF = {"gemm_bf16": "gemm_bf16_tflops", "gemm_fp16": "gemm_fp16_tflops", "c
             "h2d": "h2d_gbps", "d2h": "d2h_gbps", "p2p": "p2p_gbps"}
 DEVICE_TESTS = ("gemm_bf16", "gemm_fp16", "copy", "h2d", "d2h")
 QUERY = ["index", "pci.bus_id", "name", "compute_cap", "pcie.link.gen.max", "pcie.link.width.max"]
+NVCC_FALLBACKS = ("/usr/local/cuda/bin/nvcc",)  # where the cuda role links the toolkit when PATH lacks it
 CUDA_HINT = "install the CUDA toolkit (role cuda) so that nvcc and cuBLAS are on the node, or set nvcc"
 # Per-lane transfer rate (GT/s) and line-code efficiency per PCIe generation.
 PCIE_GT = {1: (2.5, 0.8), 2: (5.0, 0.8), 3: (8.0, 128 / 130), 4: (16.0, 128 / 130), 5: (32.0, 128 / 130),
@@ -234,7 +235,7 @@ def checks_from_document(doc: dict, thresholds: dict, warn_band: float, raw: str
 def _find_nvcc(module: AnsibleModule, wanted: str | None) -> str | None:
     if wanted:
         return wanted if os.path.isabs(wanted) and os.access(wanted, os.X_OK) else shutil.which(wanted)
-    return shutil.which("nvcc") or next((p for p in ("/usr/local/cuda/bin/nvcc",) if os.access(p, os.X_OK)), None)
+    return shutil.which("nvcc") or next((p for p in NVCC_FALLBACKS if os.access(p, os.X_OK)), None)
 
 
 def _cublas_flags(nvcc: str, extra_flags: list[str] | None = None) -> list[str]:
