@@ -40,6 +40,13 @@ options:
   expected_count:
     description: GPUs the node should have (the inventory's node_gpu_count). Omit to record without judging.
     type: int
+  expected_model_names:
+    description: Names the declared GPU model goes by (its threshold key and nvidia-smi product names, as
+      C(validation_report mode=resolve) returns them in C(gpu_model_names)). Check C(gpu_model_mismatch) counts
+      the GPUs whose product name is none of them; empty (no model declared) makes it C(not_applicable).
+    type: list
+    elements: str
+    default: []
   thresholds:
     description: Threshold per check name (C(validation_report mode=resolve)); a check with none is a C(warn).
     type: dict
@@ -97,7 +104,8 @@ commands:
   elements: list
 """
 
-HEALTH = ("gpu_count", "gpu_xid_fatal", "gpu_ecc_uncorrectable", "gpu_row_remap_pending", "gpu_row_remap_failed",
+HEALTH = ("gpu_count", "gpu_model_mismatch", "gpu_xid_fatal", "gpu_ecc_uncorrectable", "gpu_row_remap_pending",
+          "gpu_row_remap_failed",
           "gpu_throttle_at_idle", "gpu_pcie_link_degraded", "gpu_nvlink_down", "dcgm_diag_failures")
 # Azure NHC's azure_gpu_clock_throttling.nhc: fail unless the active reason is none, idle or SW power cap.
 BENIGN_THROTTLE = {"gpu_idle", "idle", "sw_power_cap", "none"}
@@ -119,6 +127,24 @@ def gpu_count_check(found: int, expected: int | None, threshold: dict | None, ra
     out = judge("gpu_count", found, "count", t if "exact" in t else None, raw=raw)
     if expected is not None and found != expected:
         out["reason"] = f"declared {expected} GPUs (node_gpu_count), found {found}"
+    return out
+
+
+MODEL_THRESHOLD = {"unit": "count", "ceiling": 0,
+                   "source": "ours: every GPU must be the model the inventory declares (node_gpu_model)"}
+
+
+def gpu_model_check(gpus: list[dict], names: list[str], threshold: dict | None, warn_band: float = 0.05) -> dict:
+    """gpu_model_mismatch: how many GPUs are not the declared model (a swapped board, a PCIe card in an SXM
+    inventory, thresholds chosen for the wrong GPU)."""
+    if not names:
+        return not_applicable("gpu_model_mismatch", "no GPU model declared (node_gpu_model): nothing to compare")
+    want = {n.strip().lower() for n in names}
+    odd = [f"GPU{g.get('index')} is {g.get('name')!r}" for g in gpus if str(g.get("name", "")).strip().lower()
+           not in want]
+    out = judge("gpu_model_mismatch", len(odd), "count", threshold or MODEL_THRESHOLD, warn_band)
+    out["reason"] = (f"declared {names[0]} ({', '.join(names[1:]) or 'no product names'}); " +
+                     (", ".join(odd) + "; " if odd else "") + out["reason"])
     return out
 
 
@@ -248,6 +274,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "expected_count": {"type": "int"},
+            "expected_model_names": {"type": "list", "elements": "str", "default": []},
             "thresholds": {"type": "dict", "default": {}},
             "warn_band": {"type": "float", "default": 0.05},
             "kernel_log_since": {"type": "str", "default": "-2h"},
@@ -299,7 +326,8 @@ def main() -> None:
     result["gpus"] = [{k: g.get(k) for k in ("index", "name", "uuid", "pci_bus_id", "pcie", "remapped_rows",
                                               "clocks_event_reasons_active", "temperature_c", "power_draw_w")}
                       for g in gpus]
-    checks = [gpu_count_check(len(gpus), expected, th.get("gpu_count"))]
+    checks = [gpu_count_check(len(gpus), expected, th.get("gpu_count")),
+              gpu_model_check(gpus, p["expected_model_names"], th.get("gpu_model_mismatch"), p["warn_band"])]
     log_text, log_source = read_kernel_log(p["kernel_log_since"])
     checks.append(xid_check(log_text, log_source, th, p["warn_band"]))
     checks += xml_checks(parsed, th, p["warn_band"])

@@ -133,6 +133,11 @@ gpu_model_key:
   description: The thresholds' key for the node's GPU model; null without GPU.
   returned: mode resolve
   type: str
+gpu_model_names:
+  description: That key followed by the model's nvidia-smi product names (gpu_health compares the GPUs with them).
+  returned: mode resolve
+  type: list
+  elements: str
 warn_band:
   description: Warn band from the threshold document.
   returned: mode resolve
@@ -195,8 +200,10 @@ def resolve(p: dict) -> dict:
     origin = "validation thresholds" + (" + validation_thresholds_override" if p["override"] else "")
     t = validate_thresholds(doc, origin=origin)
     key = resolve_model(t, p["gpu_model"])
+    names = [key, *t["gpu_models"][key]["product_names"]] if key else []
     return {"thresholds": resolve_thresholds(t, p["gpu_model"], p["node_class"], p["gpu_count"]),
-            "gpu_model_key": key, "warn_band": t["warn_band"], "fleet_margin": t["fleet_margin"]}
+            "gpu_model_key": key, "gpu_model_names": names, "warn_band": t["warn_band"],
+            "fleet_margin": t["fleet_margin"]}
 
 
 def load_run(run_dir: str) -> tuple[list[dict], list[str]]:

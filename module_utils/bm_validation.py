@@ -50,6 +50,7 @@ CHECKS: dict[str, dict[str, str]] = {
     "storage_randread_4k_iops": {"area": "storage", "unit": "IOPS"},
     "network_iperf3_gbps": {"area": "network", "unit": "Gbit/s"},
     "gpu_count": {"area": "health", "unit": "count"},
+    "gpu_model_mismatch": {"area": "health", "unit": "count"},
     "gpu_xid_fatal": {"area": "health", "unit": "count"},
     "gpu_ecc_uncorrectable": {"area": "health", "unit": "count"},
     "gpu_row_remap_pending": {"area": "health", "unit": "count"},
@@ -65,7 +66,7 @@ GPU_MODEL_CHECKS = ("gemm_bf16_tflops", "gemm_fp16_tflops", "hbm_copy_tbps", "h2
                     "nccl_alltoall_busbw_gbps", "nccl_broadcast_busbw_gbps", "rdma_write_bw_gbps")
 NODE_CLASS_CHECKS = ("storage_seq_read_mbps", "storage_seq_write_mbps", "storage_randread_4k_iops",
                      "network_iperf3_gbps", "rdma_write_bw_gbps")
-HEALTH_CHECKS = ("gpu_count", "gpu_xid_fatal", "gpu_ecc_uncorrectable", "gpu_row_remap_pending",
+HEALTH_CHECKS = ("gpu_count", "gpu_model_mismatch", "gpu_xid_fatal", "gpu_ecc_uncorrectable", "gpu_row_remap_pending",
                  "gpu_row_remap_failed", "gpu_throttle_at_idle", "gpu_pcie_link_degraded", "gpu_nvlink_down",
                  "dcgm_diag_failures", "rdma_ports_down")
 _BOUND_KEYS = ("floor", "fraction_of_spec", "fraction_of_link", "ceiling", "exact")

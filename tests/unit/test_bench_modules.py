@@ -274,10 +274,18 @@ def test_health_main_with_a_fake_nvidia_smi(capsys, tmp_path):
     dcgmi.write_text(f"#!/bin/sh\ncat {FIX}/dcgmi/diag-r1-pass.txt\n")
     for f in (fake, dcgmi):
         f.chmod(0o755)
-    out = run_main(gh, {"nvidia_smi": str(fake), "dcgmi": str(dcgmi), "expected_count": 2, "thresholds": TH},
-                   capsys)
+    names = ["H100-SXM5-80GB", "NVIDIA H100 80GB HBM3"]
+    out = run_main(gh, {"nvidia_smi": str(fake), "dcgmi": str(dcgmi), "expected_count": 2, "thresholds": TH,
+                        "expected_model_names": names}, capsys)
     checks = {c["check"]: c["verdict"] for c in out["checks"]}
     assert list(checks) == list(gh.HEALTH)
+    assert checks["gpu_model_mismatch"] == "pass"
+    pcie = run_main(gh, {"nvidia_smi": str(fake), "expected_count": 2, "thresholds": TH,
+                         "expected_model_names": ["H100-PCIE-80GB", "NVIDIA H100 PCIe"]}, capsys)
+    wrong = next(c for c in pcie["checks"] if c["check"] == "gpu_model_mismatch")
+    assert wrong["verdict"] == "fail" and wrong["value"] == 2 and "GPU0 is 'NVIDIA H100 80GB HBM3'" in wrong["reason"]
+    undeclared = run_main(gh, {"nvidia_smi": str(fake), "expected_count": 2, "thresholds": TH}, capsys)
+    assert next(c for c in undeclared["checks"] if c["check"] == "gpu_model_mismatch")["verdict"] == "not_applicable"
     assert checks["gpu_count"] == "pass" and checks["gpu_nvlink_down"] == "fail"
     assert checks["dcgm_diag_failures"] == "pass" and checks["gpu_ecc_uncorrectable"] == "fail"
     assert out["driver_version"] == "535.54.03" and len(out["gpus"]) == 2
@@ -292,6 +300,7 @@ def test_report_resolve_errors_name_the_key(capsys):
     ok = run_main(vr, {"mode": "resolve", "thresholds": doc, "gpu_model": "NVIDIA H100 80GB HBM3", "gpu_count": 8},
                   capsys)
     assert ok["gpu_model_key"] == "H100-SXM5-80GB" and ok["thresholds"]["gpu_count"]["exact"] == 8
+    assert ok["gpu_model_names"][:2] == ["H100-SXM5-80GB", "NVIDIA H100 80GB HBM3"]
     bad = run_main(vr, {"mode": "resolve", "thresholds": doc, "gpu_model": "GTX-1080"}, capsys)
     assert bad["failed"] and "'GTX-1080'" in bad["msg"]
     override = {"node_classes": {"lab": {"storage_seq_read_mbps": {"unit": "MB/sec", "floor": 1, "source": "x"}}}}
