@@ -273,3 +273,21 @@ def test_cublas_found_by_file_name_when_only_versioned_libraries_exist(tmp_path)
     assert flags == [f"-L{lib}", f"-Xlinker=-rpath={lib}", "-l:libcublasLt.so.13"]
     (lib / "libcublasLt.so").write_text("")
     assert gb._cublas_flags("/nonexistent/bin/nvcc", [f"-L{lib}"])[-1] == "-lcublasLt"
+
+
+def test_docs_match_the_argument_spec_and_render():
+    import subprocess
+    import sys
+
+    import yaml
+    doc = yaml.safe_load(gb.DOCUMENTATION)
+    src = (ROOT / "library" / "gpu_bench.py").read_text()
+    assert doc["module"] == "gpu_bench"
+    for option in doc["options"]:
+        assert f'"{option}"' in src, f"documented option {option} is not in the argument_spec"
+    yaml.safe_load(gb.EXAMPLES)
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "-M", str(ROOT / "library"), "--json",
+                           "gpu_bench"], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["gpu_bench"]["doc"]["options"]["tests"]["default"][0] == "gemm_bf16"
