@@ -1,0 +1,44 @@
+# Copyright: baremetal-ai contributors
+# Apache-2.0
+"""Filter `dpkg_packages`: installed packages from dpkg-query, in the shape ansible.builtin.package_facts gives.
+
+The GPU stack roles read packages with `dpkg-query` instead of package_facts, because package_facts' apt
+manager needs the python3-apt bindings for the interpreter Ansible uses, and images built for GPU work often
+lack them (a PyTorch virtualenv's Python never has them). dpkg-query needs nothing.
+
+    dpkg-query -W -f='${binary:Package}\\t${Version}\\t${Architecture}\\t${db:Status-Abbrev}\\n'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DPKG_QUERY_FORMAT = "${binary:Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n"
+
+
+def dpkg_packages(stdout: Any) -> dict[str, list[dict[str, str]]]:
+    """{name: [{name, version, arch, source}]} for every installed package (status 'ii', 'hi', ...).
+
+    Names lose a ':arch' suffix (Multi-Arch: same packages), as package_facts reports them. A line that is not
+    four tab-separated fields is an error naming the line, not a silently missing package."""
+    if not isinstance(stdout, str):
+        raise TypeError(f"dpkg_packages: expected dpkg-query's stdout (a string), got {type(stdout).__name__}")
+    out: dict[str, list[dict[str, str]]] = {}
+    for n, line in enumerate(stdout.splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 4:
+            raise ValueError(f"dpkg_packages: line {n} is not 'package<TAB>version<TAB>arch<TAB>status': {line!r}")
+        name, version, arch, status = fields
+        # db:Status-Abbrev: desired (u/i/h/r/p), then state (n/c/H/U/F/W/t/i), then error flag. Only 'i' is installed.
+        if len(status) < 2 or status[1] != "i":
+            continue
+        name = name.split(":", 1)[0]
+        out.setdefault(name, []).append({"name": name, "version": version, "arch": arch, "source": "apt"})
+    return out
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"dpkg_packages": dpkg_packages}

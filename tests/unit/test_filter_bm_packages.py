@@ -1,0 +1,59 @@
+"""plugins/filter/bm_packages.py: dpkg-query output -> package_facts-shaped dict (real captures)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIX = ROOT / "tests" / "fixtures" / "dpkg-query"
+_spec = importlib.util.spec_from_file_location("bm_packages", ROOT / "plugins" / "filter" / "bm_packages.py")
+bm_packages = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bm_packages)
+
+
+def test_real_debian_capture_parses_every_line():
+    text = (FIX / "debian12-dev.txt").read_text()
+    pk = bm_packages.dpkg_packages(text)
+    lines = [ln.split("\t") for ln in text.splitlines() if ln.strip()]
+    assert len(pk) == len({ln[0].split(":")[0] for ln in lines})
+    # Multi-Arch suffixes are dropped, as package_facts reports names.
+    assert "binutils-common" in pk and "binutils-common:amd64" not in pk
+    libc = pk["libc6"][0]
+    assert libc["version"].startswith("2.36-") and libc["arch"] == "amd64"
+    assert pk["podman"][0]["version"] == next(ln[1] for ln in lines if ln[0] == "podman")
+
+
+def test_only_installed_states_count():
+    # Status-Abbrev: desired state, current state, error flag. 'hi' = held and installed; 'rc' = removed,
+    # config files left; 'un' = unknown, not installed; 'iU' = unpacked, not configured.
+    text = ("nvidia-driver\t535.216.01-1\tamd64\thi \n"
+            "old-kernel\t6.1.0-1\tamd64\trc \n"
+            "never\t\tamd64\tun \n"
+            "half\t1.0\tamd64\tiU \n")
+    pk = bm_packages.dpkg_packages(text)
+    assert list(pk) == ["nvidia-driver"]
+    assert pk["nvidia-driver"] == [{"name": "nvidia-driver", "version": "535.216.01-1", "arch": "amd64",
+                                    "source": "apt"}]
+
+
+def test_two_architectures_of_one_package_are_both_listed():
+    pk = bm_packages.dpkg_packages("libfoo1:amd64\t1.0\tamd64\tii \nlibfoo1:i386\t1.0\ti386\tii \n")
+    assert [p["arch"] for p in pk["libfoo1"]] == ["amd64", "i386"]
+
+
+def test_empty_output_is_no_packages():
+    assert bm_packages.dpkg_packages("") == {}
+
+
+@pytest.mark.parametrize("bad", ["just text\n", "a\tb\tc\n"])
+def test_malformed_line_names_the_line(bad):
+    with pytest.raises(ValueError, match="line 1 is not"):
+        bm_packages.dpkg_packages(bad)
+
+
+def test_not_a_string_is_a_type_error():
+    with pytest.raises(TypeError, match="dpkg-query's stdout"):
+        bm_packages.dpkg_packages(None)
