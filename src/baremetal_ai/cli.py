@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from baremetal_ai import __version__, checklist, pilot
+from baremetal_ai import __version__, checklist, pilot, report
 from baremetal_ai import inspect as inspect_cmd  # aliased: the stdlib has an `inspect` too
 from baremetal_ai.errors import UserError
 from baremetal_ai.planner import cli as planner_cli
@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     pilot.add_pilot_parser(sub)
     checklist.add_checklist_parser(sub)
     inspect_cmd.add_inspect_parser(sub)
+    report.add_report_parser(sub)
     return parser
 
 
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             return checklist.run_checklist(args)
         if args.cmd == "inspect":
             return inspect_cmd.run_inspect(args)
+        if args.cmd == "report":
+            return report.run_report(args)
     except UserError as exc:
         print(f"baremetal: error: {exc}", file=sys.stderr)
         return exc.exit_code
