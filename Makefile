@@ -29,6 +29,7 @@ lab: bootstrap lab-up converge later-stages
 	@echo
 	@echo "Lab '$(LAB)' is converged and validated. Inventory: inventories/$(LAB)"
 	@echo "Logs: results/$(LAB)/*.log; validation results (JSON, junit.xml, fleet.json): $$(ls -d results/2*/ 2>/dev/null | tail -1)"
+	@echo "Drift report: $$(ls -t drift/*.md 2>/dev/null | head -1); fleet report (open in a browser): results/$(LAB)/report/report.html"
 	@echo "Next: '$(BIN)/baremetal lab ssh node1 --name $(LAB)', 'make lab-down LAB=$(LAB)'"
 
 lab-up:
@@ -38,11 +39,16 @@ converge:
 	@mkdir -p results/$(LAB)
 	$(BIN)/ansible-playbook -i inventories/$(LAB) site.yml | tee results/$(LAB)/converge.log
 
-# Validation and drift playbooks join `make lab` as they land (issues 6 and 8); absent ones are named, not faked.
+# Validation, then the drift check (check mode: it changes nothing; exit 2 drift, 4 unreachable) and the report,
+# which is written even when the drift check fails; make then fails with the drift check's status.
 later-stages:
-	@for pb in playbooks/validate.yml playbooks/drift.yml; do \
+	@for pb in playbooks/validate.yml; do \
 	  if [ -f $$pb ]; then $(BIN)/ansible-playbook -i inventories/$(LAB) $$pb | tee results/$(LAB)/$$(basename $$pb .yml).log; \
 	  else echo "[lab] $$pb does not exist yet: stage skipped"; fi; done
+	@rc=0; $(BIN)/ansible-playbook -i inventories/$(LAB) playbooks/drift.yml --check --diff \
+	  | tee results/$(LAB)/drift.log || rc=$$?; \
+	  $(BIN)/baremetal report --out results/$(LAB)/report || true; \
+	  echo "[lab] drift check exit $$rc (0 = no drift); report: results/$(LAB)/report/report.html"; exit $$rc
 
 # The controlled pilot on the lab (CPU, tiny model: says so in its results), then the provider checklist.
 pilot: bootstrap
