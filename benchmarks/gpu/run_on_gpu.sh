@@ -51,6 +51,13 @@ cat "$W/cap/query-gpubench.csv" "$W/cap/nvidia-smi-topo-m.txt"
 grep -E "$(cut -d, -f2 "$W/cap/query-gpubench.csv" | sed 's/^ *0000//' | tr 'A-F' 'a-f' | head -1)" \
   "$W/cap/sysfs-pci-devices.txt" || true
 
+step "installed GPU packages and apt sources (which names NVIDIA's packages really have)"
+dpkg-query -W -f='${binary:Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n' \
+  | grep -E '^(cuda|libcu|libnccl|libnv|nvidia|libcublas|nsight|libnpp|libcufft|libcurand|libcusolver|libcusparse)' \
+  > "$W/cap/dpkg-query-gpu.txt"; wc -l < "$W/cap/dpkg-query-gpu.txt"; head -30 "$W/cap/dpkg-query-gpu.txt"
+(ls -l /etc/apt/sources.list.d/ /usr/share/keyrings/ 2>&1; cat /etc/apt/sources.list.d/*cuda* 2>&1;
+ ls /var/lib/apt/lists/ 2>&1 | head -40) > "$W/cap/apt-sources.txt"; cat "$W/cap/apt-sources.txt" | head -30
+
 step "PyTorch reference"
 timeout 150 python3 benchmarks/gpu/torch_baseline.py > "$W/res/torch_baseline.json"; echo "rc=$?"
 cat "$W/res/torch_baseline.json" | head -12
@@ -89,11 +96,14 @@ COUNT=$(nvidia-smi -L | grep -c '^GPU ')
 EXTRA="{\"node_gpu_model\": \"$MODEL\", \"node_gpu_count\": $COUNT, \"validation_results_dir\": \"$W/results\",
         \"validation_textfile_dir\": \"$W/textfile\", \"validation_nvcc_flags\": $NVJSON}"
 
-for tier in standard quick; do
+for tier in standard quick extended; do
+  ARGS=()
+  # extended: a 45 s BF16 GEMM burn-in only (first and last 10% windows), not the whole extended tier
+  [ $tier = extended ] && ARGS=(--tags gpu -e validation_duration_s=45 -e '{"validation_gpu_tests": ["gemm_bf16"]}')
   step "validate.yml tier $tier"
   s=$(date +%s%N)
   timeout 400 ansible-playbook -i benchmarks/gpu/inventory.yml playbooks/validate.yml -e "$EXTRA" \
-    -e validation_tier=$tier -e validation_run_id=gpu-$tier
+    -e validation_tier=$tier -e validation_run_id=gpu-$tier "${ARGS[@]}"
   echo "validate $tier rc=$? wall $(( ($(date +%s%N) - s) / 1000000 )) ms"
   cp "$W/textfile/baremetal_validation.prom" "$W/results/gpu-$tier/" 2>/dev/null
 done
@@ -103,6 +113,7 @@ PY=python3
 /usr/bin/python3 -c 'import apt' 2>/dev/null && PY=/usr/bin/python3
 timeout 200 ansible-playbook -i benchmarks/gpu/inventory.yml benchmarks/gpu/gpu_stack_check.yml --check --diff \
   -e "{\"node_gpu_count\": $COUNT, \"nvidia_driver_branch\": \"580\", \"cuda_version\": \"13.0\",
+       \"nvidia_driver_cuda_repo_manage\": false, \"cuda_repo_manage\": false,
        \"ansible_python_interpreter\": \"$(command -v $PY)\"}" > "$W/res/gpu_stack_check.log" 2>&1
 echo "roles check rc=$?"; tail -60 "$W/res/gpu_stack_check.log"
 
