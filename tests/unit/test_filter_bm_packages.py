@@ -57,3 +57,26 @@ def test_malformed_line_names_the_line(bad):
 def test_not_a_string_is_a_type_error():
     with pytest.raises(TypeError, match="dpkg-query's stdout"):
         bm_packages.dpkg_packages(None)
+
+
+def _filter_module(role: str):
+    spec = importlib.util.spec_from_file_location(f"_{role}_filters", ROOT / "roles" / role / "filter_plugins" /
+                                                  f"{role}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_real_gpu_image_capture_held_packages_and_nvidia_naming():
+    """tests/fixtures/dpkg-query/ubuntu2404-gpu.txt: the H200 machine's CUDA 13.0 image (NVIDIA's repository)."""
+    pk = bm_packages.dpkg_packages((FIX / "ubuntu2404-gpu.txt").read_text())
+    assert pk["libcublas-13-0"][0]["version"] == "13.1.0.3-1"  # held ('hi') counts as installed
+    # The nccl role pins exactly the version string NVIDIA's repository uses.
+    nccl = _filter_module("nccl")
+    real = pk["libnccl2"][0]["version"]
+    assert real == "2.28.3-1+cuda13.0" == nccl.nccl_package_version("2.28.3", "13.0")
+    assert nccl.nccl_plan({"source": "cuda_repo", "version": "2.28.3", "cuda_version": "13.0", "package_version": "",
+                           "wheel_name": "", "toolkit_cuda_version": "13.0"})["problems"] == []
+    # The cuda role's <name>-<major>-<minor> scheme matches the image's packages.
+    suffix = _filter_module("cuda").cuda_package_suffix("13.0")
+    assert {f"cuda-nvcc-{suffix}", f"cuda-cudart-{suffix}", f"cuda-toolkit-{suffix}-config-common"} <= set(pk)
