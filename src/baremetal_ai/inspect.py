@@ -88,22 +88,14 @@ def checks_for(kind: str, text: str, parsed: Any, th: dict, band: float, args: a
         t = v.with_link_speed(th.get(nb.CHECK), args.link_gbps)
         return [nb.judge_iperf3(0, text, "", t, band, None)]
     if kind == "nccl_tests":
-        name = parsed.get("test") or ""
-        if name and "all_reduce" not in name:
-            return [v.not_applicable("nccl_allreduce_busbw_gbps", f"nccl-tests {name}: only all_reduce is judged")]
-        if parsed.get("wrong_total") or (parsed.get("out_of_bounds") or {}).get("ok") is False or \
-                parsed.get("rank_errors"):
-            return [v.failed("nccl_allreduce_busbw_gbps", f"nccl-tests reported wrong results (#wrong total "
-                             f"{parsed.get('wrong_total')}, out of bounds {parsed.get('out_of_bounds')})", text)]
-        rows = [r for r in parsed.get("rows") or [] if r.get("size")]
-        if not rows:
-            return [v.failed("nccl_allreduce_busbw_gbps", "nccl-tests: no result rows", text)]
-        big = max(rows, key=lambda r: r["size"])
-        bw = [h["busbw_gbps"] for h in (big.get("out_of_place"), big.get("in_place")) if h and h.get("busbw_gbps")]
-        out = v.judge("nccl_allreduce_busbw_gbps", max(bw) if bw else None, "GB/s",
-                      th.get("nccl_allreduce_busbw_gbps"), band)
-        out["reason"] += f" (busbw at the largest size, {big['size']} B)"
-        return [out]
+        # The module's own judge: the same verdict for a pasted log as for a live run.
+        nb = u.library_module("nccl_bench")
+        test = (parsed.get("test") or "all_reduce_perf").removesuffix("_perf")
+        check = nb.check_name(test) if test in nb.TESTS else nb.check_name("all_reduce")
+        if test not in nb.TESTS:
+            return [v.not_applicable(check, f"nccl-tests {parsed.get('test')}: not one of the judged tests "
+                                     f"({', '.join(nb.TESTS)})")]
+        return [nb.judge_nccl(check, 0, text, "", th.get(check), band, None)]
     if kind == "perftest":
         test = (parsed.get("test") or "").lower()
         if parsed.get("kind") != "bw" or "write" not in test:

@@ -44,6 +44,7 @@ CASES = [
     ("show_gids/show_gids.txt", "gid_table", 0),
     ("lspci/gpu-node-lspci-vvv-nn-D.txt", "lspci_vvv", 1),
     ("gpubench/h200-device0.json", "gpubench_json", 0),
+    ("nccl-tests/real-h200-1gpu-8B-1G.txt", "nccl_tests", 0),
     ("gpubench/h200-bad-arg.json", "gpubench_json", 1),
     ("nvidia-smi/h200-1gpu-v13-q-x.xml", "nvsmi_xml", 0),
 ]

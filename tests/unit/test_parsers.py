@@ -395,6 +395,8 @@ FIXTURE_KINDS = {
     "nccl-tests/all_reduce_perf-8gpu-info.txt": "nccl_tests",
     "nccl-tests/all_reduce_perf-old-error-column.txt": "nccl_tests",
     "nccl-tests/all_reduce_perf-wrong-results.txt": "nccl_tests",
+    "nccl-tests/real-h200-1gpu-8B-1G.txt": "nccl_tests",
+    "nccl-tests/real-h200-1gpu-info-1G-4G.txt": "nccl_tests",
     "perftest/ib_write_bw-report_gbits-all-sizes.txt": "perftest",
     "perftest/ib_read_bw-mb-65536.txt": "perftest",
     "perftest/ib_write_lat-all-sizes.txt": "perftest",
@@ -430,6 +432,7 @@ def test_every_fixture_dir_is_covered_and_documented() -> None:
         on_disk = {f"{d}/{p.name}" for p in (FIX / d).iterdir() if p.name != "README.md"}
         assert on_disk <= set(FIXTURE_KINDS) | {"nvidia-smi/query-gpu-noheader-nounits.csv",
                                                   "nvidia-smi/h200-query-gpubench-noheader-nounits.csv",
+                                                  "nccl-tests/real-h200-invalid-gpus.txt",
                                                   "nvidia-smi/query-gpu-h100x8.csv", "xid/clean-dmesg.txt"}
 
 
@@ -493,3 +496,24 @@ def test_truncated_fixtures_never_raise_anything_but_parse_error(rel: str, kind:
         cut = text[: int(len(text) * frac)]
         with contextlib.suppress(bp.ParseError):
             bp.KINDS[kind](cut)
+
+
+def test_nccl_tests_real_h200_output():
+    """Real all_reduce_perf 2.19.6 output (NCCL 2.28.3) from one H200: the version line before the header, one
+    rank, busbw 0 by definition, 'Avg bus bandwidth : 0', algbw printed as 3e+06 for the in-place rows."""
+    r = bp.parse_nccl_tests(fx("nccl-tests/real-h200-1gpu-8B-1G.txt"))
+    assert r["test"] == "all_reduce_perf" and r["header"]["nGpus"] == 1 and len(r["rows"]) == 14
+    assert r["devices"] == [{"rank": 0, "group": 0, "pid": 664, "host": "vm", "device": 0, "bus": "0000:00:06",
+                             "name": "NVIDIA H200"}]
+    last = r["rows"][-1]
+    assert last["size"] == 536870912 and last["out_of_place"]["algbw_gbps"] == 2096.7
+    assert last["in_place"]["algbw_gbps"] == 3e6 and r["max_busbw_gbps"] == 0.0
+    assert r["out_of_bounds"] == {"count": 0, "ok": True} and r["wrong_total"] == 0
+    info = bp.parse_nccl_tests(fx("nccl-tests/real-h200-1gpu-info-1G-4G.txt"))  # NCCL INFO lines interleaved
+    assert [row["size"] for row in info["rows"]] == [1 << 30, 2 << 30, 4 << 30]
+
+
+def test_nccl_tests_real_failure_is_a_parse_error_showing_the_cause():
+    with pytest.raises(bp.ParseError) as e:
+        bp.parse_nccl_tests(fx("nccl-tests/real-h200-invalid-gpus.txt"))
+    assert "Invalid number of GPUs: 2 requested but only 1 were found" in e.value.head
