@@ -406,3 +406,48 @@ def test_adhoc_run_on_this_machine(tmp_path: Path) -> None:
         assert facts["gpu"]["present"] is False and "not found" in facts["gpu"]["reason"]
     if not os.path.isdir("/sys/class/infiniband") or not os.listdir("/sys/class/infiniband"):
         assert facts["rdma"]["present"] is False and facts["rdma"]["reason"]
+
+
+# ------------------------------------------------------------------------------- real listing, H200 machine
+
+def _tree_from_listing(root: Path, name: str) -> None:
+    """Rebuild tests/fixtures/sysfs/<name>-*.txt (real sysfs listings) as a tree under root/sys."""
+    sysd = root / "sys"
+    (sysd / "bus" / "pci" / "devices").mkdir(parents=True)
+    for line in (FIX / "sysfs" / f"{name}-pci-devices.txt").read_text().splitlines():
+        bdf, real, *attrs = line.split("|")
+        path = root / real.lstrip("/")
+        path.mkdir(parents=True, exist_ok=True)
+        for attr in attrs:
+            key, _, value = attr.partition("=")
+            if value:  # empty: the file did not exist there
+                (path / key).write_text(value.strip() + "\n")
+        link = sysd / "bus" / "pci" / "devices" / bdf
+        link.symlink_to(os.path.relpath(path, link.parent))
+    for line in (FIX / "sysfs" / f"{name}-nodes.txt").read_text().splitlines():
+        node, _, cpulist = line.partition(" cpulist=")
+        d = sysd / "devices" / "system" / "node" / node
+        d.mkdir(parents=True)
+        (d / "cpulist").write_text(cpulist + "\n")
+    for line in (FIX / "sysfs" / f"{name}-class.txt").read_text().splitlines():
+        cls, entry, real, device = line.split(" ")
+        if entry == "*":  # the glob matched nothing: no such class entries
+            continue
+        base = root / real.lstrip("/")
+        base.mkdir(parents=True, exist_ok=True)
+        target = device.partition("=")[2]
+        if target and not target.endswith(f"/{entry}/device"):  # a device link that resolves (virtual ones don't)
+            (base / "device").symlink_to(os.path.relpath(root / target.lstrip("/"), base))
+        link = sysd / "class" / cls / entry
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(base, link.parent))
+
+
+def test_topology_of_the_real_h200_machine(tmp_path: Path) -> None:
+    """The listing captured on the H200 VM, rebuilt, gives exactly what topology_facts returned there."""
+    _tree_from_listing(tmp_path, "h200-vm")
+    expected = json.loads((FIX / "sysfs" / "h200-vm-topology_facts.json").read_text())
+    got = topology_facts.gather_topology(str(tmp_path))
+    assert json.loads(json.dumps(got)) == expected
+    assert got["gpus"][0]["bdf"] == "0000:00:06.0" and got["gpus"][0]["numa_node"] is None  # sysfs said -1
+    assert got["nics"][0]["netdevs"] == ["eth0"] and got["gpu_nic"] == {"GPU0": {"NIC0": "PHB"}}
