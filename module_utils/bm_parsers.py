@@ -859,6 +859,10 @@ def parse_perftest(text: str | bytes) -> dict[str, Any]:
 # dcgmi diag
 
 _DCGM_STATUS_RE = re.compile(r"^(Pass|Fail|Skip|Warn|Not Run|Running|Info)\b\s*(?:-\s*(.*))?$", re.I)
+# dcgmi prints a long Warning/Info/Error 45 characters per row (DATA_INFO_TAG_LEN in NVIDIA/DCGM dcgmi/Diag.cpp),
+# cut anywhere (mid-word, before or after a space), left-justified in a 46-wide field: real rows are joined
+# as printed, without the field's last (padding) column.
+_DCGM_CHUNK = 45
 _STATUS_RANK = {"fail": 4, "warn": 3, "pass": 2, "skip": 1, "not run": 0, "running": 0, "info": 0}
 
 
@@ -958,6 +962,8 @@ def _dcgm_table(raw: str) -> dict[str, Any]:
             continue
         if not tests:
             continue
+        if len(cell) == _DCGM_CHUNK + 1 and cell.endswith(" "):
+            cell = cell[:-1]  # the field's padding column, not part of the message
         if not name and st and msg_target is None:
             tests[-1]["results"].append({"status": st.group(1).title(), "gpus": _dcgm_gpus(st.group(2) or "All")})
             continue

@@ -200,6 +200,84 @@ def test_perftest_write_lat() -> None:
                      "t_avg_us": 1.73, "t_stdev_us": 0.03, "p99_us": 2.14, "p99_9_us": 4.96}
 
 
+SIZES_2_TO_8M = [2 ** i for i in range(1, 24)]  # perftest -a: 2 bytes .. 8 MiB
+
+
+def test_perftest_real_write_bw_gbits_all_sizes_roce() -> None:
+    """Real: NVIDIA GPU Operator docs, ib_write_bw -a -F --report_gbits between two pods over 100G RoCE."""
+    r = bp.parse_perftest(fx("perftest/real-ib_write_bw-gbits-all-sizes-roce-cx.txt"))
+    assert r["test"] == "RDMA_Write BW Test" and r["kind"] == "bw" and r["warnings"] == []
+    assert (r["device"], r["link_type"], r["gid_index"], r["mtu_bytes"], r["qps"]) == ("mlx5_0", "Ethernet", 5, 1024, 1)
+    assert (r["transport_type"], r["connection_type"]) == ("IB", "RC")
+    assert r["header"]["TX depth"] == "128" and r["header"]["CQ Moderation"] == "100"
+    assert r["header"]["Max inline data"] == "0[B]" and r["header"]["Data ex. method"] == "Ethernet"
+    assert r["bw_unit"] == "Gb/sec" and r["columns"] == ["bytes", "iterations", "bw_peak", "bw_average",
+                                                         "msg_rate_mpps"]
+    assert [row["bytes"] for row in r["rows"]] == SIZES_2_TO_8M
+    assert {row["iterations"] for row in r["rows"]} == {5000}
+    assert r["rows"][0] == {"bytes": 2, "iterations": 5000, "bw_peak": 0.11, "bw_average": 0.11,
+                            "msg_rate_mpps": 6.897101}
+    by_size = {row["bytes"]: row for row in r["rows"]}
+    assert (by_size[1024]["bw_peak"], by_size[1024]["bw_average"]) == (59.65, 58.81)
+    assert by_size[65536]["bw_average"] == 92.38 and by_size[65536]["msg_rate_mpps"] == 0.176196
+    assert r["rows"][-1] == {"bytes": 8388608, "iterations": 5000, "bw_peak": 92.39, "bw_average": 92.39,
+                             "msg_rate_mpps": 0.001377}
+    assert r["bw_average_gbps"] == 92.39 and r["bw_peak_gbps"] == 92.39  # Gb/sec: no conversion
+
+
+def test_perftest_real_read_bw_mb_all_sizes_with_cpu_frequency_line() -> None:
+    """Real: ib_read_bw -a on ConnectX-3 IB, default MB/sec; a 'Conflicting CPU frequency' line sits in the table."""
+    text = fx("perftest/real-ib_read_bw-mlx4-mb-all-sizes.txt")
+    assert "Conflicting CPU frequency values detected" in text
+    r = bp.parse_perftest(text)
+    assert r["test"] == "RDMA_Read BW Test" and r["kind"] == "bw" and r["bw_unit"] == "MB/sec"
+    assert (r["device"], r["link_type"], r["gid_index"], r["mtu_bytes"]) == ("mlx4_0", "IB", None, 2048)
+    assert r["header"]["Outstand reads"] == "16"
+    assert [row["bytes"] for row in r["rows"]] == SIZES_2_TO_8M  # the interleaved line costs no row
+    by_size = {row["bytes"]: row for row in r["rows"]}
+    assert by_size[1048576] == {"bytes": 1048576, "iterations": 20000, "bw_peak": 3666.83, "bw_average": 3666.65,
+                                "msg_rate_mpps": 0.003667}
+    assert by_size[2097152] == {"bytes": 2097152, "iterations": 20000, "bw_peak": 3667.22, "bw_average": 3667.1,
+                                "msg_rate_mpps": 0.001834}
+    assert r["rows"][-1]["bw_average"] == 3666.44 and r["rows"][-1]["bw_peak"] == 3667.13
+    assert r["bw_average_gbps"] == pytest.approx(3666.44 * 8 * 1.048576e-3, abs=1e-3)  # ~30.76 Gb/s
+    assert r["bw_peak_gbps"] == pytest.approx(3667.13 * 8 * 1.048576e-3, abs=1e-3)
+
+
+LAT_COLUMNS = ["bytes", "iterations", "t_min_us", "t_max_us", "t_typical_us", "t_avg_us", "t_stdev_us", "p99_us",
+               "p99_9_us"]
+
+
+def test_perftest_real_write_lat_all_sizes() -> None:
+    """Real: ib_write_lat -a --iter 20000 on ConnectX-3 InfiniBand (rows carry trailing spaces)."""
+    r = bp.parse_perftest(fx("perftest/real-ib_write_lat-mlx4-all-sizes.txt"))
+    assert r["test"] == "RDMA_Write Latency Test" and r["kind"] == "lat" and r["columns"] == LAT_COLUMNS
+    assert (r["device"], r["link_type"], r["gid_index"], r["mtu_bytes"], r["qps"]) == ("mlx4_0", "IB", None, 2048, 1)
+    assert r["header"]["Max inline data"] == "220[B]" and r["header"]["TX depth"] == "1"
+    assert r["bw_unit"] is None and r["bw_average_gbps"] is None and r["bw_peak_gbps"] is None
+    assert [row["bytes"] for row in r["rows"]] == SIZES_2_TO_8M
+    assert r["rows"][0] == {"bytes": 2, "iterations": 20000, "t_min_us": 0.88, "t_max_us": 6.84, "t_typical_us": 0.98,
+                            "t_avg_us": 1.03, "t_stdev_us": 0.2, "p99_us": 1.21, "p99_9_us": 5.42}
+    assert {row["bytes"]: row["t_max_us"] for row in r["rows"]}[4096] == 49.03
+    assert r["rows"][-1] == {"bytes": 8388608, "iterations": 20000, "t_min_us": 2296.01, "t_max_us": 2345.48,
+                             "t_typical_us": 2302.01, "t_avg_us": 2304.98, "t_stdev_us": 6.43, "p99_us": 2327.01,
+                             "p99_9_us": 2335.48}
+
+
+def test_perftest_real_read_lat_all_sizes() -> None:
+    """Real: ib_read_lat -a --iter 20000, same nodes."""
+    r = bp.parse_perftest(fx("perftest/real-ib_read_lat-mlx4-all-sizes.txt"))
+    assert r["test"] == "RDMA_Read Latency Test" and r["kind"] == "lat" and r["columns"] == LAT_COLUMNS
+    assert (r["device"], r["link_type"], r["mtu_bytes"]) == ("mlx4_0", "IB", 2048)
+    assert r["header"]["Outstand reads"] == "16"
+    assert [row["bytes"] for row in r["rows"]] == SIZES_2_TO_8M
+    assert r["rows"][0] == {"bytes": 2, "iterations": 20000, "t_min_us": 1.91, "t_max_us": 13.87, "t_typical_us": 1.99,
+                            "t_avg_us": 2.01, "t_stdev_us": 0.32, "p99_us": 2.13, "p99_9_us": 9.95}
+    assert r["rows"][-1] == {"bytes": 8388608, "iterations": 20000, "t_min_us": 2177.92, "t_max_us": 2240.08,
+                             "t_typical_us": 2184.09, "t_avg_us": 2184.33, "t_stdev_us": 2.24, "p99_us": 2192.22,
+                             "p99_9_us": 2202.42}
+
+
 # ------------------------------------------------------------------------------------------ dcgmi diag
 
 def test_dcgmi_diag_r1_pass() -> None:
@@ -231,6 +309,51 @@ def test_dcgmi_diag_json() -> None:
     remap = next(t for t in r["tests"] if t["name"] == "Page Retirement/Row Remap")
     assert remap["results"] == [{"status": "Fail", "gpus": [1]}] and "row remapping failed" in remap["messages"][0]
     assert r["metadata"]["version"] == "3.3.5"
+
+
+def test_dcgmi_diag_real_r1_h200_persistence_fail_wrapped_error() -> None:
+    """Real: dcgmi diag -r 1, DCGM 3.1.8, 8x H200, persistence mode off; the Error text wraps every 45 chars."""
+    r = bp.parse_dcgmi_diag(fx("dcgmi/real-diag-r1-h200-persistence-fail.txt"))
+    assert r["format"] == "table" and r["overall"] == "Fail"
+    assert r["failed"] == ["Persistence Mode"] and r["warned"] == []
+    assert r["metadata"] == {"DCGM Version": "3.1.8", "Driver Version Detected": "550.127.08",
+                             "GPU Device IDs Detected": ",".join(["2335"] * 8)}
+    assert [t["name"] for t in r["tests"]] == [
+        "Denylist", "NVML Library", "CUDA Main Library", "Permissions and OS Blocks", "Persistence Mode",
+        "Environment Variables", "Page Retirement/Row Remap", "Graphics Processes", "Inforom"]
+    assert {t["category"] for t in r["tests"]} == {"Deployment"}
+    tests = {t["name"]: t for t in r["tests"]}
+    assert tests["Persistence Mode"]["results"] == [{"status": "Fail", "gpus": "all"}]
+    assert all(t["status"] == "Pass" and t["messages"] == [] for n, t in tests.items() if n != "Persistence Mode")
+    [msg] = tests["Persistence Mode"]["messages"]
+    # 22 continuation rows joined exactly as dcgmi cut them: no space inserted at a cut, none lost at a cut
+    assert msg.startswith(
+        "Error: Persistence mode for GPU 0 is currently disabled. The DCGM diagnostic requires peristence mode to "
+        'be enabled. Enable persistence mode by running "nvidia-smi -i <gpuId> -pm 1 " as root., Persistence mode '
+        "for GPU 1 is currently disabled.")
+    for gpu in range(6):
+        assert f"Persistence mode for GPU {gpu} is currently disabled." in msg
+    assert msg.count('Enable persistence mode by running "nvidia-smi -i <gpuId> -pm 1 " as root.') == 5
+    assert msg.endswith("The DCGM diagnostic requires peristence mod")  # dcgmi's own cut at 1023 characters
+    assert len(msg) == len("Error: ") + 1023
+    for broken in ("disab led", "b y running", "r oot", "peris tence", "cur rently", "diagnos tic", "E nable"):
+        assert broken not in msg
+
+
+def test_dcgmi_diag_real_r2_a100_p4de_pass() -> None:
+    """Real: dcgmi diag -r 2 on AWS p4de.24xlarge, DCGM 3.3.3: all Pass, an empty Stress section."""
+    r = bp.parse_dcgmi_diag(fx("dcgmi/real-diag-r2-a100-p4de-pass.txt"))
+    assert r["format"] == "table" and r["overall"] == "Pass" and r["failed"] == [] and r["warned"] == []
+    assert r["metadata"] == {"DCGM Version": "3.3.3", "Driver Version Detected": "535.104.12",
+                             "GPU Device IDs Detected": ",".join(["20b2"] * 8)}
+    assert len(r["tests"]) == 11
+    cats = {t["name"]: t["category"] for t in r["tests"]}
+    assert sum(c == "Deployment" for c in cats.values()) == 9
+    assert (cats["PCIe"], cats["GPU Memory"]) == ("Integration", "Hardware") and "Stress" not in cats.values()
+    tests = {t["name"]: t for t in r["tests"]}
+    assert tests["PCIe"]["results"] == [{"status": "Pass", "gpus": "all"}]
+    assert tests["GPU Memory"]["results"] == [{"status": "Pass", "gpus": "all"}]
+    assert all(t["status"] == "Pass" and t["messages"] == [] for t in r["tests"])
 
 
 # ------------------------------------------------------------------------------------------ Xid
@@ -400,9 +523,15 @@ FIXTURE_KINDS = {
     "perftest/ib_write_bw-report_gbits-all-sizes.txt": "perftest",
     "perftest/ib_read_bw-mb-65536.txt": "perftest",
     "perftest/ib_write_lat-all-sizes.txt": "perftest",
+    "perftest/real-ib_write_bw-gbits-all-sizes-roce-cx.txt": "perftest",
+    "perftest/real-ib_read_bw-mlx4-mb-all-sizes.txt": "perftest",
+    "perftest/real-ib_write_lat-mlx4-all-sizes.txt": "perftest",
+    "perftest/real-ib_read_lat-mlx4-all-sizes.txt": "perftest",
     "dcgmi/diag-r1-pass.txt": "dcgmi_diag",
     "dcgmi/diag-r2-fail.txt": "dcgmi_diag",
     "dcgmi/diag-r1-json.json": "dcgmi_diag",
+    "dcgmi/real-diag-r1-h200-persistence-fail.txt": "dcgmi_diag",
+    "dcgmi/real-diag-r2-a100-p4de-pass.txt": "dcgmi_diag",
     "xid/dmesg-T-mixed.txt": "xid",
     "xid/journalctl-k.txt": "xid",
     "fio/randrw-psync-2s.json": "fio_json",
