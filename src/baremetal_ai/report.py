@@ -163,16 +163,16 @@ def plot_bars(run: dict) -> bytes | None:
         values = [float(by_host[h]["value"]) for h in hosts]
         colors = [VERDICT_COLORS.get(by_host[h].get("verdict"), "#607d8b") for h in hosts]
         ax.bar(range(len(hosts)), values, color=colors)
-        floors = {floor_of(by_host[h]) for h in hosts} - {None}
+        floors = sorted({floor_of(by_host[h]) for h in hosts} - {None})
         for fl in floors:
-            ax.axhline(fl, color="#c62828", linewidth=1.2, label=f"floor {fl:g}")
-        ax.axhline(medians[name], color="#1565c0", linestyle="--", linewidth=1.2,
-                   label=f"fleet median {medians[name]:.4g}")
+            ax.axhline(fl, color="#c62828", linewidth=1.2)
+        ax.axhline(medians[name], color="#1565c0", linestyle="--", linewidth=1.2)
         unit = next((by_host[h].get("unit") for h in hosts if by_host[h].get("unit")), "")
-        ax.set_title(f"{name}", fontsize=9)
+        # floor and median in the title, not in a legend that could hide a short (failing) bar
+        floor_txt = ", ".join(f"{fl:g}" for fl in floors) or "none"
+        ax.set_title(f"{name}\nfloor {floor_txt} (red), fleet median {medians[name]:.4g} (blue)", fontsize=8)
         ax.set_ylabel(unit or "", fontsize=8)
         ax.set_xticks(range(len(hosts)), hosts, rotation=20, ha="right", fontsize=7)
-        ax.legend(fontsize=7, loc="lower right")
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     fig.suptitle(f"Validation run {run['run_id']}: each node vs floor (red) and fleet median (blue)", fontsize=10)
@@ -203,7 +203,7 @@ def plot_trends(runs: list[dict]) -> bytes | None:
             ax.plot(range(len(runs)), [float("nan") if y is None else y for y in ys], marker="o", label=h)
         ax.set_title(name, fontsize=9)
         ax.set_xticks(range(len(runs)), [lb[-12:] for lb in labels], rotation=30, ha="right", fontsize=7)
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=6, loc="best")
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
     fig.suptitle(f"Trends over the last {len(runs)} validation runs", fontsize=10)
@@ -219,6 +219,10 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
+
+
+def _absent(v: Any) -> str:
+    return "(absent)" if v is None else _fmt(v)
 
 
 def checks_table(run: dict) -> tuple[list[str], list[list[str]]]:
@@ -246,7 +250,7 @@ def drift_rows(drift: dict) -> list[list[str]]:
                          c.get("task", "") + (f" [{c['item']}]" if c.get("item") else ""), ""])
         for f in h.get("facts", []):
             rows.append([host, h["status"], "fact differs", f.get("item", ""),
-                         f"{_fmt(f.get('baseline'))} → {_fmt(f.get('current'))}"])
+                         f"{_absent(f.get('baseline'))} → {_absent(f.get('current'))}"])
         if h.get("unreachable"):
             rows.append([host, h["status"], "unreachable", "", str(h["unreachable"])[:200]])
         for t in h.get("failed_tasks", []):
@@ -280,7 +284,7 @@ def _html_table(header: list[str], rows: list[list[str]], status_col: int | None
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
-th{background:#f0f0f0}.v-pass,.v-clean{background:#e8f5e9}.v-warn,.v-incomplete{background:#fff8e1}
+th{background:#f0f0f0}td:first-child,td:nth-child(2){white-space:nowrap}.v-pass,.v-clean{background:#e8f5e9}.v-warn,.v-incomplete{background:#fff8e1}
 .v-fail,.v-drift,.v-error{background:#ffebee}.v-unreachable,.v-no_result{background:#fce4ec;font-weight:bold}
 .v-not_applicable{color:#777}img{max-width:100%;border:1px solid #ddd}.verdict{font-size:1.2em}"""
 

@@ -58,6 +58,7 @@ def test_report_markdown_references_the_pngs_beside_it(tmp_path):
     assert "![benchmarks per node](benchmarks.png)" in md and "![trends](trends.png)" in md
     assert (out / "benchmarks.png").read_bytes()[:4] == b"\x89PNG" and (out / "trends.png").is_file()
     assert "| lab-node1 | drift | fact differs | mtu.eth1 | 9000 → 1500 |" in md
+    assert "| lab-node1 | drift | fact differs | package.jq | 1.6-2.1+deb12u3 → (absent) |" in md
     assert "| network_iperf3_gbps | lab-node3 | 0.41 | Gbit/s | 0.5 | 2.5 | fail |" in md
 
 
