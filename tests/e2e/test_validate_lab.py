@@ -107,14 +107,24 @@ def test_standard_measures_storage_and_network_for_real(standard):
               f"{checks['storage_randread_4k_iops']['value']:.0f} IOPS, iperf3 {net['value']:.2f} Gbit/s")
         # No GPU in the lab: every GPU check says so, none passes.
         gpu = [c for c in doc["checks"] if c["area"] == "health"]
-        assert len(gpu) == 9 and {(c["verdict"], c["reason"]) for c in gpu} == {("not_applicable", "no GPU")}
+        assert len(gpu) == 10 and {(c["verdict"], c["reason"]) for c in gpu} == {("not_applicable", "no GPU")}
+        bench = [c for c in doc["checks"] if c["area"] == "gpu"]
+        assert [c["check"] for c in bench] == ["gemm_bf16_tflops", "gemm_fp16_tflops", "hbm_copy_tbps", "h2d_gbps",
+                                               "d2h_gbps", "p2p_gbps"]
+        assert all(c["verdict"] == "not_applicable" and "nvidia-smi not found" in c["reason"] for c in bench)
+        # No nccl-tests, no RDMA device in a container: not applicable, with the reason.
+        assert checks["nccl_allreduce_busbw_gbps"]["verdict"] == "not_applicable"
+        assert checks["rdma_write_bw_gbps"]["verdict"] == "not_applicable"
+        assert "no RDMA device" in checks["rdma_write_bw_gbps"]["reason"]
         assert doc["summary"]["fail"] == 0 and doc["summary"]["pass"] == 4
+        assert doc["summary"]["not_applicable"] == 18
 
 
 def test_standard_writes_junit_and_the_node_textfile(standard):
     run_dir, status = standard
     root = ET.fromstring((run_dir / "junit.xml").read_text())
-    assert root.get("tests") == "26" and root.get("failures") == "0" and root.get("skipped") == "18"
+    # per node: 4 measured (storage x3, network) + 18 not applicable (health x10, gpu x6, nccl, rdma)
+    assert root.get("tests") == "44" and root.get("failures") == "0" and root.get("skipped") == "36"
     fleet = json.loads((run_dir / "fleet.json").read_text())
     assert fleet["failures"] == [] and fleet["missing_hosts"] == []
     parse = _exposition_checker()
