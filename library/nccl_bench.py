@@ -15,7 +15,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bm_parsers import ParseError, parse_nccl_tests
-from ansible.module_utils.bm_validation import failed, judge, not_applicable, with_retry
+from ansible.module_utils.bm_validation import CHECKS, failed, judge, not_applicable, with_retry
 
 DOCUMENTATION = r"""
 ---
@@ -47,6 +47,11 @@ options:
     type: str
     choices: [all_reduce, all_gather, reduce_scatter, alltoall, broadcast]
     default: all_reduce
+  check_name:
+    description: Name of the check in the result (default C(nccl_<test>_busbw_gbps)); C(playbooks/validate.yml)
+      names the multi-node all_reduce C(nccl_allreduce_multinode_busbw_gbps) so that it sits beside the
+      single-node one. Must be a known check (bm_validation.CHECKS).
+    type: str
   binary_dir:
     description: Directory of the nccl-tests binaries (the C(nccl) role builds them in C(/opt/nccl-tests/build)).
     type: path
@@ -295,6 +300,7 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "test": {"type": "str", "choices": list(TESTS), "default": "all_reduce"},
+            "check_name": {"type": "str"},
             "binary_dir": {"type": "path", "default": "/opt/nccl-tests/build"},
             "gpus": {"type": "int"},
             "min_bytes": {"type": "str", "default": "1G"},
@@ -318,7 +324,10 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    check = check_name(p["test"])
+    check = p["check_name"] or check_name(p["test"])
+    if check not in CHECKS or CHECKS[check]["area"] != "nccl":
+        module.fail_json(msg=f"check_name: {check!r} is not an nccl check; known: "
+                             f"{', '.join(sorted(c for c, d in CHECKS.items() if d['area'] == 'nccl'))}")
     env = {str(k): str(v) for k, v in (p["env"] or {}).items()}
     try:
         lo, hi = parse_size(p["min_bytes"]), parse_size(p["max_bytes"])

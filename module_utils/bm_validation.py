@@ -44,6 +44,7 @@ CHECKS: dict[str, dict[str, str]] = {
     "nccl_reducescatter_busbw_gbps": {"area": "nccl", "unit": "GB/s"},
     "nccl_alltoall_busbw_gbps": {"area": "nccl", "unit": "GB/s"},
     "nccl_broadcast_busbw_gbps": {"area": "nccl", "unit": "GB/s"},
+    "nccl_allreduce_multinode_busbw_gbps": {"area": "nccl", "unit": "GB/s"},
     "rdma_write_bw_gbps": {"area": "rdma", "unit": "Gbit/s"},
     "storage_seq_read_mbps": {"area": "storage", "unit": "MB/s"},
     "storage_seq_write_mbps": {"area": "storage", "unit": "MB/s"},
@@ -63,7 +64,8 @@ CHECKS: dict[str, dict[str, str]] = {
 }
 GPU_MODEL_CHECKS = ("gemm_bf16_tflops", "gemm_fp16_tflops", "hbm_copy_tbps", "h2d_gbps", "d2h_gbps", "p2p_gbps",
                     "nccl_allreduce_busbw_gbps", "nccl_allgather_busbw_gbps", "nccl_reducescatter_busbw_gbps",
-                    "nccl_alltoall_busbw_gbps", "nccl_broadcast_busbw_gbps", "rdma_write_bw_gbps")
+                    "nccl_alltoall_busbw_gbps", "nccl_broadcast_busbw_gbps", "nccl_allreduce_multinode_busbw_gbps",
+                    "rdma_write_bw_gbps")
 NODE_CLASS_CHECKS = ("storage_seq_read_mbps", "storage_seq_write_mbps", "storage_randread_4k_iops",
                      "network_iperf3_gbps", "rdma_write_bw_gbps")
 HEALTH_CHECKS = ("gpu_count", "gpu_model_mismatch", "gpu_xid_fatal", "gpu_ecc_uncorrectable", "gpu_row_remap_pending",

@@ -224,6 +224,7 @@ def test_nccl_sizes_and_command_lines(tmp_path):
     ({"gpus": -1}, "gpus must be 0 (no GPU) or more"),
     ({"hosts": ["a", "b"], "np": 3}, "np (3) must be a positive multiple of the number of hosts (2)"),
     ({"np": 8}, "np needs hosts"),
+    ({"check_name": "gemm_bf16_tflops"}, "check_name: 'gemm_bf16_tflops' is not an nccl check"),
 ])
 def test_nccl_bad_arguments_fail_with_a_message(capsys, args, message):
     out = run_main(nc, args, capsys)
@@ -303,6 +304,11 @@ def test_nccl_multi_node_builds_the_mpirun_command(capsys, tmp_path, monkeypatch
                          "env": {"CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7"}, "_ansible_check_mode": True}, capsys)
     assert plan["ranks"] == 16 and "-H node-a:8,node-b:8" in plan["checks"][0]["reason"]
     assert plan["command"][plan["command"].index("-g") + 1] == "1"
+    # validate.yml names the multi-node run apart from the single-node one.
+    named = run_main(nc, {"binary_dir": str(tmp_path), "hosts": ["node-a", "node-b"], "gpus": 1, "mpirun": str(mpirun),
+                          "check_name": "nccl_allreduce_multinode_busbw_gbps", "retries": 0}, capsys)
+    assert named["checks"][0]["check"] == "nccl_allreduce_multinode_busbw_gbps"
+    assert named["checks"][0]["area"] == "nccl" and named["checks"][0]["value"] == 1.14
     missing = run_main(nc, {"binary_dir": str(tmp_path), "hosts": ["node-a", "node-b"], "gpus": 8,
                             "mpirun": "mpirun-not-installed"}, capsys)
     assert missing["checks"][0]["verdict"] == "not_applicable"
