@@ -39,6 +39,17 @@ def dpkg_packages(stdout: Any) -> dict[str, list[dict[str, str]]]:
     return out
 
 
+def dpkg_version_mismatches(resolved: dict[str, str], installed: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """'name: installed X, pinned Y' for every resolved package (name -> exact version) that `installed` (the
+    dpkg_packages shape) does not have at that version. Used by the verify steps of nvidia_driver and cuda."""
+    wrong = []
+    for name, version in resolved.items():
+        have = [str(entry.get("version", "")) for entry in installed.get(name, [])]
+        if version not in have:
+            wrong.append(f"{name}: installed {', '.join(have) or 'nothing'}, pinned {version}")
+    return wrong
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"dpkg_packages": dpkg_packages}
+        return {"dpkg_packages": dpkg_packages, "dpkg_version_mismatches": dpkg_version_mismatches}

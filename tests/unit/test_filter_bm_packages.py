@@ -80,3 +80,12 @@ def test_real_gpu_image_capture_held_packages_and_nvidia_naming():
     # The cuda role's <name>-<major>-<minor> scheme matches the image's packages.
     suffix = _filter_module("cuda").cuda_package_suffix("13.0")
     assert {f"cuda-nvcc-{suffix}", f"cuda-cudart-{suffix}", f"cuda-toolkit-{suffix}-config-common"} <= set(pk)
+
+
+def test_version_mismatches_name_package_installed_and_pinned():
+    installed = bm_packages.dpkg_packages((FIX / "ubuntu2404-gpu.txt").read_text())
+    pinned = {"libnccl2": "2.28.3-1+cuda13.0", "libcublas-13-0": "13.1.0.2-1", "cuda-toolkit-13-0": "13.0.2-1"}
+    assert bm_packages.dpkg_version_mismatches(pinned, installed) == [
+        "libcublas-13-0: installed 13.1.0.3-1, pinned 13.1.0.2-1",
+        "cuda-toolkit-13-0: installed nothing, pinned 13.0.2-1"]
+    assert bm_packages.dpkg_version_mismatches({}, installed) == []

@@ -292,8 +292,6 @@ def test_pin_list_held_and_mismatches():
     assert nd.nvidia_driver_pin_list({"a": "1-1"}) == ["a=1-1"]
     selections = "nvidia-smi\t\t\t\thold\nlibcuda1:amd64\t\t\thold\nbash\t\t\t\t\tinstall\nvim\t\t\thold\n"
     assert nd.nvidia_driver_held(selections, "^(nvidia-|libcuda1$)") == ["nvidia-smi", "libcuda1"]
-    assert nd.nvidia_driver_version_mismatches({"a": "1-1", "b": "2-1"}, {"a": [{"version": "1-1"}]}) == [
-        "b: installed nothing, pinned 2-1"]
 
 
 # --- cuda ---------------------------------------------------------------------------------------------------------

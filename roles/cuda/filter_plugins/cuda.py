@@ -165,16 +165,6 @@ def cuda_pin_list(resolved: Mapping[str, str]) -> list[str]:
     return [f"{name}={version}" for name, version in resolved.items()]
 
 
-def cuda_version_mismatches(resolved: Mapping[str, str],
-                            installed: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
-    """'name: installed X, pinned Y' for every resolved package not installed at its pinned version."""
-    wrong = []
-    for name, version in resolved.items():
-        have = [str(entry.get("version", "")) for entry in installed.get(name, [])]
-        if version not in have:
-            wrong.append(f"{name}: installed {', '.join(have) or 'nothing'}, pinned {version}")
-    return wrong
-
 
 def cuda_alternative_priority(version: str) -> int:
     """update-alternatives priority of /usr/local/cuda-<version>: newer versions rank higher (12.4 -> 1204)."""
@@ -195,6 +185,5 @@ class FilterModule:
             "cuda_plan": cuda_plan,
             "cuda_resolve": cuda_resolve,
             "cuda_pin_list": cuda_pin_list,
-            "cuda_version_mismatches": cuda_version_mismatches,
             "cuda_alternative_priority": cuda_alternative_priority,
         }

@@ -325,16 +325,6 @@ def nvidia_driver_held(selections: str, pattern: str) -> list[str]:
     return held
 
 
-def nvidia_driver_version_mismatches(resolved: Mapping[str, str],
-                                     installed: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[str]:
-    """'name: installed X, pinned Y' for every resolved package not installed at its pinned version."""
-    wrong = []
-    for name, version in resolved.items():
-        have = [str(entry.get("version", "")) for entry in installed.get(name, [])]
-        if version not in have:
-            wrong.append(f"{name}: installed {', '.join(have) or 'nothing'}, pinned {version}")
-    return wrong
-
 
 class FilterModule:
     """nvidia_driver_* filters: PCI/proc/nvidia-smi parsing, the preflight plan, version resolution."""
@@ -353,5 +343,4 @@ class FilterModule:
             "nvidia_driver_resolve": nvidia_driver_resolve,
             "nvidia_driver_pin_list": nvidia_driver_pin_list,
             "nvidia_driver_held": nvidia_driver_held,
-            "nvidia_driver_version_mismatches": nvidia_driver_version_mismatches,
         }
