@@ -562,6 +562,7 @@ def test_every_fixture_dir_is_covered_and_documented() -> None:
         assert on_disk <= set(FIXTURE_KINDS) | {"nvidia-smi/query-gpu-noheader-nounits.csv",
                                                   "nvidia-smi/h200-query-gpubench-noheader-nounits.csv",
                                                   "nccl-tests/real-h200-invalid-gpus.txt",
+                                                  "xid/real-h200-dmesg-nvrm-no-xid.txt",
                                                   "nvidia-smi/query-gpu-h100x8.csv", "xid/clean-dmesg.txt"}
 
 
@@ -646,3 +647,9 @@ def test_nccl_tests_real_failure_is_a_parse_error_showing_the_cause():
     with pytest.raises(bp.ParseError) as e:
         bp.parse_nccl_tests(fx("nccl-tests/real-h200-invalid-gpus.txt"))
     assert "Invalid number of GPUs: 2 requested but only 1 were found" in e.value.head
+
+
+def test_real_nvrm_lines_without_xid_are_no_events():
+    text = fx("xid/real-h200-dmesg-nvrm-no-xid.txt")
+    assert "NVRM: loading NVIDIA UNIX Open Kernel Module" in text
+    assert bp.parse_xid(text) == [] and bp.fatal_xids(bp.parse_xid(text)) == []
