@@ -1,10 +1,10 @@
 """Runs `molecule test` for every role scenario (create, converge, idempotence, verify, destroy), one pytest
 test per scenario so the summary lists them.
 
-The selected scenarios run BMAI_MOLECULE_JOBS at a time (default 2): a scenario spends much of its time waiting on
-podman and on Ansible's per-task round trips, so two of them can share two cores (README.md "Timings" has the
-measured suite time). Each scenario has its own instance name (molecule-<role>[-<scenario>]) and Molecule state directory, so
-they do not touch each other. The first test to run starts them all; each test then waits for its own.
+The selected scenarios run BMAI_MOLECULE_JOBS at a time (default 2): a scenario spends much of its time waiting
+on podman and on Ansible's per-task round trips, so two of them can share two cores (README.md "Timings" has the
+measured suite time). Each scenario has its own instance name (molecule-<role>[-<scenario>]) and Molecule state
+directory, so they do not touch each other. The first test to run starts them all; each waits for its own.
 """
 
 from __future__ import annotations
