@@ -15,6 +15,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bm_parsers import ParseError, parse_iperf3_json
+from ansible.module_utils.bm_proc import listening
 from ansible.module_utils.bm_validation import failed, judge, not_applicable, with_link_speed, with_retry
 
 DOCUMENTATION = r"""
@@ -192,20 +193,6 @@ def interface_info(name: str, sysfs: str = "/sys/class/net") -> dict:
     return {"name": name, "mtu": int(mtu) if mtu and mtu.isdigit() else None,
             "speed_gbps": None if virtual else speed_gbps, "reported_speed_gbps": speed_gbps, "virtual": virtual}
 
-
-def listening(port: int, proc_net: str = "/proc/net") -> bool:
-    """Whether something listens on TCP `port` (IPv4 or IPv6), from /proc/net/tcp{,6}."""
-    for f in ("tcp", "tcp6"):
-        try:
-            with open(os.path.join(proc_net, f), encoding="utf-8") as fh:
-                next(fh, None)
-                for line in fh:
-                    parts = line.split()
-                    if len(parts) > 3 and parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        return True
-        except OSError:
-            continue
-    return False
 
 
 def _pid_is_iperf3(pid: int) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.bm_parsers import ParseError, parse_perftest
+from ansible.module_utils.bm_proc import listening
 from ansible.module_utils.bm_validation import failed, judge, not_applicable, with_link_speed, with_retry
 
 DOCUMENTATION = r"""
@@ -347,20 +348,6 @@ def facts_port(rdma_facts: dict | None, device: str, ib_port: int) -> dict | Non
                     return port
     return None
 
-
-def listening(port: int, proc_net: str = "/proc/net") -> bool:
-    """Whether something listens on TCP `port` (IPv4 or IPv6), from /proc/net/tcp{,6} (as network_bench)."""
-    for f in ("tcp", "tcp6"):
-        try:
-            with open(os.path.join(proc_net, f), encoding="utf-8") as fh:
-                next(fh, None)
-                for line in fh:
-                    parts = line.split()
-                    if len(parts) > 3 and parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        return True
-        except OSError:
-            continue
-    return False
 
 
 def _pid_is_ours(pid: int) -> bool:
