@@ -44,6 +44,14 @@ def test_drift_names_a_bad_run_id(tmp_path):
     assert proc.returncode == 2 and "drift_run_id may hold" in proc.stdout
 
 
+def test_drift_without_a_run_id_names_one_itself(tmp_path):
+    """`make lab` runs the check with no drift_run_id: the run id check must not need one (it did, once)."""
+    proc = play(tmp_path, "drift.yml", "--check", "--diff", "-e", f"drift_dir={tmp_path}")
+    assert "drift_run_id' is undefined" not in proc.stdout and "Check the run id" in proc.stdout
+    reports = list(tmp_path.glob("2*.json"))
+    assert len(reports) == 1, proc.stdout[-3000:]  # named by UTC time, e.g. 20261127T091517Z.json
+
+
 def test_drift_with_no_hosts_writes_a_report_that_is_not_clean(tmp_path):
     proc = play(tmp_path, "drift.yml", "--check", "--diff", "-e", "drift_run_id=empty", "-e", f"drift_dir={tmp_path}")
     # no host was checked: the verdict is never "clean"
