@@ -257,11 +257,15 @@ def test_ctrl_c_during_up_leaves_only_what_down_removes():
     cli("down", "--name", name)
     p = subprocess.Popen([sys.executable, "-m", "baremetal_ai.cli", "lab", "up", "--name", name, "--nodes", "4"],
                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # Interrupt once the first container exists (mid-way through node creation).
-    _wait(lambda: bool(podman.containers(name)) or p.poll() is not None, timeout=60)
+    # Interrupt mid-way: as soon as `up` has recorded the lab (its first step), long before the nodes answer.
+    # (Waiting for a container, as this test once did, could lose the race on a loaded machine: `podman ps` took
+    # longer than the rest of `up`, and the signal landed after it had finished.)
+    _wait(lambda: (ROOT / ".lab" / name / "lab.json").exists() or p.poll() is not None, timeout=60)
+    assert p.poll() is None, f"lab up finished before it could be interrupted: {p.communicate()}"
     p.send_signal(signal.SIGINT)
-    p.communicate(timeout=60)
-    assert p.returncode != 0
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, (p.returncode, out, err)
+    assert "interrupted: run `baremetal lab down" in err
     again = cli("up", "--name", name, "--nodes", "4", check=False)
     if again.returncode == 2:  # interrupted mid-way: a stale lab is named, with the fix
         assert "half-created" in again.stderr and f"lab down --name {name}" in again.stderr
