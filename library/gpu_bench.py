@@ -232,7 +232,7 @@ def checks_from_document(doc: dict, thresholds: dict, warn_band: float, raw: str
     return out
 
 
-def _find_nvcc(module: AnsibleModule, wanted: str | None) -> str | None:
+def _find_nvcc(wanted: str | None) -> str | None:
     if wanted:
         return wanted if os.path.isabs(wanted) and os.access(wanted, os.X_OK) else shutil.which(wanted)
     return shutil.which("nvcc") or next((p for p in NVCC_FALLBACKS if os.access(p, os.X_OK)), None)
@@ -366,7 +366,7 @@ def main() -> None:
     links = {i: pcie_gbps(by_index[i].get("pcie.link.gen.max"), by_index[i].get("pcie.link.width.max"))
              for i in gpus}
 
-    nvcc = _find_nvcc(module, p["nvcc"])
+    nvcc = _find_nvcc(p["nvcc"])
     if not nvcc:
         all_na("nvcc not found: the benchmark is compiled on the node", CUDA_HINT)
     arch = p["arch"]
@@ -375,7 +375,9 @@ def main() -> None:
         caps = {c.replace(".", "") for c in caps if re.fullmatch(r"\d+\.\d", c)}
         arch = caps.pop() if len(caps) == 1 else "native"
     arch_flags = ["-arch=native"] if arch == "native" else [f"-gencode=arch=compute_{arch},code=sm_{arch}"]
-    flags = ["-O3", "-std=c++17", *arch_flags, *_cublas_flags(nvcc, p["nvcc_flags"]), *p["nvcc_flags"]]
+    compile_flags = ["-O3", "-std=c++17", *arch_flags]
+    link_flags = [*_cublas_flags(nvcc, p["nvcc_flags"]), *p["nvcc_flags"]]
+    flags = compile_flags + link_flags
     rc, vout, _verr, _ = _run([nvcc, "--version"], 60)
     nvcc_version = (re.search(r"release ([\d.]+), V([\d.]+)", vout) or [None, None])[0] if rc == 0 else None
     try:
@@ -386,7 +388,7 @@ def main() -> None:
                              "to the node first (playbooks/validate.yml does)")
     digest = hashlib.sha256(source + "\0".join([*flags, vout]).encode()).hexdigest()[:16]
     binary = os.path.join(p["build_dir"], f"gpubench-{digest}")
-    build_cmd = [nvcc, *flags[:2], *arch_flags, "-o", binary, p["source"], *flags[2 + len(arch_flags):]]
+    build_cmd = [nvcc, *compile_flags, "-o", binary, p["source"], *link_flags]
     build = {"nvcc": nvcc, "nvcc_version": nvcc_version, "arch": arch, "binary": binary, "compiled": False}
     env = dict(os.environ, CUDA_DEVICE_ORDER="PCI_BUS_ID")
     numactl = shutil.which("numactl") if p["numa_bind"] else None
