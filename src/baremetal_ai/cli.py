@@ -116,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"baremetal: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        # Exit now: worker threads still busy (e.g. `lab up` powering nodes on through Redfish) would otherwise
+        # hold the interpreter until they finish. What was created is recorded; the message said how to remove it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     return 2
 
 

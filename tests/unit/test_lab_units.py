@@ -301,3 +301,25 @@ def test_ssh_command_pins_host_key(tmp_path, monkeypatch):
     assert "StrictHostKeyChecking=yes" in cmd and cmd[-2:] == ["ansible@10.0.0.12", "hostname"]
     with pytest.raises(UserError, match="choose one of t3-node1, t3-node2"):
         core.ssh_command("t3", "node9", [])
+
+
+def test_ctrl_c_exits_130_at_once_even_with_busy_worker_threads():
+    """An interrupted command (e.g. `lab up` while its Redfish worker threads power nodes on) exits with 130 at
+    once instead of waiting for the threads; the interrupted `lab up` in the lab e2e test relies on it."""
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import threading, time, sys\n"
+        "from baremetal_ai import cli\n"
+        "def busy(_args):\n"
+        "    threading.Thread(target=time.sleep, args=(60,)).start()\n"
+        "    raise KeyboardInterrupt\n"
+        "cli.planner_cli.run_plan = busy\n"
+        "sys.exit(cli.main(['plan', '--model', 'x']))\n"
+    )
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50, check=False)
+    assert p.returncode == 130, p.stderr
+    assert time.monotonic() - t0 < 20
