@@ -31,7 +31,10 @@ nc = load_filter("nccl", "nccl")
 
 ND_VARS = yaml.safe_load((ROLES / "nvidia_driver" / "vars" / "main.yml").read_text())
 ND_TABLES = {"branches": ND_VARS["_nvidia_driver_branches"], "gpu_archs": ND_VARS["_nvidia_driver_gpu_archs"],
-             "arch_rules": ND_VARS["_nvidia_driver_arch_rules"]}
+             "arch_rules": ND_VARS["_nvidia_driver_arch_rules"], "pinning": ND_VARS["_nvidia_driver_pinning"]}
+# Per-OS tables (vars/<OS>.yml), as preflight.yml hands them to the plan
+ND_OS = {name: yaml.safe_load((ROLES / "nvidia_driver" / "vars" / f"{name}.yml").read_text())
+         for name in ("Debian-12", "Ubuntu-22", "Ubuntu-24")}
 CUDA_COMPAT = yaml.safe_load((ROLES / "cuda" / "vars" / "main.yml").read_text())["_cuda_driver_compat"]
 NCCL_VARS = yaml.safe_load((ROLES / "nccl" / "vars" / "main.yml").read_text())
 
@@ -78,9 +81,24 @@ MADISON_CUDA_REPO = "".join(
 def settings(**overrides: Any) -> dict[str, Any]:
     base = {"source": "cuda_repo", "branch": "570", "version": "", "flavor": "auto", "build": "dkms",
             "headless": True, "fabricmanager": "auto", "allow_upgrade": False, "os": "Ubuntu-22.04",
-            "distro_branches": [], "precompiled_sources": ["distro"],
-            "fabricmanager_packages": ["nvidia-fabricmanager-570"]}
+            "source_branches": {"distro": [], "cuda_repo": []}, "precompiled_sources": ["distro"],
+            "fabricmanager_packages": ["nvidia-fabricmanager-570"], "headless_min_branch": 0,
+            "server_variant": True, "fabricmanager_needs_server": False}
     return base | overrides
+
+
+def os_settings(os_vars: str, source: str, **overrides: Any) -> dict[str, Any]:
+    """settings() with the OS tables of vars/<os_vars>.yml, as tasks/preflight.yml builds them."""
+    v = ND_OS[os_vars]
+    return settings(source=source, os=os_vars.replace("Ubuntu-22", "Ubuntu-22.04").replace("Ubuntu-24", "Ubuntu-24.04"),
+                    source_branches=v["_nvidia_driver_source_branches"],
+                    headless_min_branch=v["_nvidia_driver_headless_min_branch"].get(source, 0),
+                    fabricmanager_needs_server=source in v["_nvidia_driver_fabricmanager_needs_server"],
+                    precompiled_sources=v["_nvidia_driver_precompiled_sources"],
+                    fabricmanager_packages=v["_nvidia_driver_os_fabricmanager_packages"][source]) | overrides
+
+
+NO_GPU = {"pci": {"gpus": [], "nvswitches": []}, "gpu_model": "none", "expected_gpus": 0}
 
 
 def facts(**overrides: Any) -> dict[str, Any]:
@@ -182,10 +200,62 @@ def test_fabric_manager_needed_but_not_packaged_fails():
 
 
 def test_debian_archive_has_only_535():
-    p = plan(settings(source="distro", os="Debian-12", distro_branches=["535"], precompiled_sources=[],
-                      fabricmanager_packages=[]), facts(pci={"gpus": [], "nvswitches": []}, gpu_model="none"))
+    p = plan(os_settings("Debian-12", "distro"), facts(**NO_GPU))
     assert p["problems"] == ["nvidia_driver_branch='570': the Debian-12 archive (nvidia_driver_source=distro) carries "
                              "only 535; valid choices: 535, or nvidia_driver_source=cuda_repo"]
+    # the Molecule scenario's settings
+    assert plan(os_settings("Debian-12", "distro", branch="535", version="535.309.01"), facts(**NO_GPU))[
+        "problems"] == []
+
+
+def test_debian12_cuda_repo_has_no_535():
+    # NVIDIA's debian12 repository: 545 to 560 (and later), no 535 (elFarto/nvidia-vaapi-driver#312)
+    p = plan(os_settings("Debian-12", "cuda_repo", branch="535", headless=False), facts(**NO_GPU))
+    assert p["problems"] == ["nvidia_driver_branch='535': NVIDIA's CUDA repository for Debian-12 "
+                             "(nvidia_driver_source=cuda_repo) carries only 550, 570, 580; valid choices: 550, 570, "
+                             "580, or nvidia_driver_source=distro"]
+    for branch in ("570", "580"):
+        assert plan(os_settings("Debian-12", "cuda_repo", branch=branch), facts(**NO_GPU))["problems"] == []
+    assert plan(os_settings("Debian-12", "cuda_repo", branch="550", headless=False), facts(**NO_GPU))[
+        "problems"] == []
+
+
+def test_debian12_cuda_repo_headless_needs_560():
+    # nvidia-driver-cuda (the compute-only meta package) exists from 560 on
+    p = plan(os_settings("Debian-12", "cuda_repo", branch="550"), facts(**NO_GPU))
+    assert p["problems"] == ["nvidia_driver_headless=true with nvidia_driver_source=cuda_repo on Debian-12 needs "
+                             "nvidia_driver_branch >= 560 (the compute-only package set exists from the 560 series "
+                             "on); branch 550 has none; valid choices: nvidia_driver_branch 570, 580, or "
+                             "nvidia_driver_headless=false (the full driver with its X stack)"]
+    # 535 from cuda_repo: both refusals, each with its choices
+    both = plan(os_settings("Debian-12", "cuda_repo", branch="535"), facts(**NO_GPU))["problems"]
+    assert len(both) == 2
+    assert both[0].startswith("nvidia_driver_branch='535'") and "valid choices: 550, 570, 580" in both[0]
+    assert both[1].startswith("nvidia_driver_headless=true")
+    assert "valid choices: nvidia_driver_branch 570, 580" in both[1]
+    # Debian's own 535 headless set and Ubuntu's repository set have no such limit
+    assert plan(os_settings("Debian-12", "distro", branch="535"), facts(**NO_GPU))["problems"] == []
+    assert plan(os_settings("Ubuntu-22", "cuda_repo", branch="550"), facts(**NO_GPU))["problems"] == []
+
+
+@pytest.mark.parametrize("os_vars", ["Ubuntu-22", "Ubuntu-24"])
+def test_ubuntu_distro_fabric_manager_needs_server_variant(os_vars):
+    # Canonical's nvidia-fabricmanager-<b> depends on the -server driver (LP: #2129682)
+    p = plan(os_settings(os_vars, "distro", server_variant=False))
+    assert len(p["problems"]) == 1 and p["fabricmanager"]
+    assert p["problems"][0].startswith(f"nvidia_driver_ubuntu_server_variant=false with nvidia_driver_source=distro "
+                                       f"on {os_vars}.04: fabric manager is needed (auto: NVSwitch found")
+    assert p["problems"][0].endswith("nvidia-fabricmanager-570 depends on the -server driver; valid choices: "
+                                     "nvidia_driver_ubuntu_server_variant=true, or nvidia_driver_source=cuda_repo")
+    requested = plan(os_settings(os_vars, "distro", server_variant=False, fabricmanager="true"))["problems"]
+    assert len(requested) == 1 and "(requested (nvidia_driver_fabricmanager_enabled=true))" in requested[0]
+    assert requested[0].endswith("valid choices: nvidia_driver_ubuntu_server_variant=true, or "
+                                 "nvidia_driver_source=cuda_repo")
+    # fine: the -server variant, NVIDIA's repository (its fabric manager has no -server dependency), no NVSwitch
+    assert plan(os_settings(os_vars, "distro"))["problems"] == []
+    assert plan(os_settings(os_vars, "cuda_repo", server_variant=False))["problems"] == []
+    pcie = facts(pci=nd.nvidia_driver_parse_pci(PCIE_PCI), gpu_model="L40S", expected_gpus=2)
+    assert plan(os_settings(os_vars, "distro", server_variant=False), pcie)["problems"] == []
 
 
 def test_precompiled_only_where_packaged():
@@ -259,6 +329,94 @@ def test_branch_change_with_allow_upgrade():
 def test_change_without_loaded_module_needs_no_reboot_yet():
     p = plan(f=facts(installed=installed("550.127.05-0ubuntu1", "libnvidia-compute-550"), in_container=True))
     assert p["action"] == "deferred" and not p["reboot_required"]
+
+
+# --- nvidia_driver: package sets per OS and source (vars/<OS>.yml) -------------------------------------------------
+
+@pytest.mark.parametrize("os_vars", ["Ubuntu-22", "Ubuntu-24"])
+def test_ubuntu_cuda_repo_sets_never_use_server_names(os_vars):
+    sets = ND_OS[os_vars]["_nvidia_driver_os_packages"]
+    assert "_nvidia_driver_srv" not in yaml.safe_dump(sets["cuda_repo"])
+    assert "_nvidia_driver_srv" in yaml.safe_dump(sets["distro"])
+    # a documented NVIDIA name first: it picks the newest version of the branch
+    first = sets["cuda_repo"]["dkms_headless"]["pinned"][0]
+    assert first == "nvidia-dkms-{{ _nvidia_driver_b }}{{ _nvidia_driver_open }}"
+    # no precompiled set from NVIDIA's repository (preflight refuses it: precompiled_sources)
+    assert "precompiled_headless" not in sets["cuda_repo"]
+    assert ND_OS[os_vars]["_nvidia_driver_precompiled_sources"] == ["distro"]
+
+
+def test_ubuntu_22_and_24_share_the_tables():
+    keep = ("_nvidia_driver_cuda_repo_distro",)
+    u22, u24 = ({k: v for k, v in ND_OS[n].items() if k not in keep} for n in ("Ubuntu-22", "Ubuntu-24"))
+    assert u22 == u24
+
+
+def test_debian12_tables():
+    deb = ND_OS["Debian-12"]
+    assert deb["_nvidia_driver_source_branches"] == {"distro": ["535"], "cuda_repo": ["550", "570", "580"]}
+    assert deb["_nvidia_driver_headless_min_branch"] == {"cuda_repo": 560}
+    assert deb["_nvidia_driver_os_packages"]["cuda_repo"]["dkms_headless"]["pinned"][0] == "nvidia-driver-cuda"
+    assert deb["_nvidia_driver_fabricmanager_needs_server"] == []
+    for os_vars in ND_OS:
+        for branches in ND_OS[os_vars]["_nvidia_driver_source_branches"].values():
+            assert set(branches) <= set(ND_VARS["_nvidia_driver_branches"])
+
+
+# --- nvidia_driver: NVIDIA's pinning packages -----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("source", "branch", "version", "pinning"), [
+    ("cuda_repo", "570", "", ["nvidia-driver-pinning-570"]),
+    ("cuda_repo", "580", "580.95.05", ["nvidia-driver-pinning-580.95.05"]),
+    ("cuda_repo", "550", "", []),          # published for 570 and later only
+    ("cuda_repo", "535", "535.247.01", []),
+    ("distro", "570", "", []),             # NVIDIA's packages, NVIDIA's repository only
+])
+def test_pinning_package(source, branch, version, pinning):
+    p = plan(settings(source=source, branch=branch, version=version, fabricmanager_packages=["fm"]))
+    assert p["pinning_packages"] == pinning
+    assert nd.nvidia_driver_pinning_packages(source, branch, version, ND_VARS["_nvidia_driver_pinning"]) == pinning
+
+
+def test_pinning_package_follows_the_pin_not_the_adopted_version():
+    # adopted without a version pin: the branch pinning package stays (a second run changes nothing)
+    p = plan(f=facts(installed=installed("570.195.03-0ubuntu1") | {"nvidia-driver-pinning-570": [{"version": "1"}]},
+                     loaded_version="570.195.03"))
+    assert p["action"] == "adopt" and p["target_version"] == "570.195.03"
+    assert p["pinning_packages"] == ["nvidia-driver-pinning-570"] and p["stale_pinning_packages"] == []
+
+
+def test_stale_pinning_packages_are_listed_for_removal():
+    have = installed("570.195.03-0ubuntu1") | {"nvidia-driver-pinning-570": [{"version": "1"}]}
+    p = plan(settings(branch="580", allow_upgrade=True, fabricmanager_packages=["fm"]), facts(installed=have))
+    assert p["action"] == "upgrade" and p["pinning_packages"] == ["nvidia-driver-pinning-580"]
+    assert p["stale_pinning_packages"] == ["nvidia-driver-pinning-570"]
+    distro = plan(settings(source="distro"), facts(installed=have | {"nvidia-driver-pinning-570.195.03": [{}]}))
+    assert distro["stale_pinning_packages"] == ["nvidia-driver-pinning-570", "nvidia-driver-pinning-570.195.03"]
+
+
+MADISON_PINNING = (f"nvidia-driver-pinning-580 | 580.95.05-1 | {REPO}\n"
+                   f"nvidia-driver-pinning-580 | 580.82.07-1 | {REPO}\n")
+
+
+def test_resolve_pinning_package():
+    r = nd.nvidia_driver_resolve_available(MADISON_CUDA_REPO + MADISON_PINNING, ["nvidia-driver-pinning-580"])
+    assert r == {"packages": {"nvidia-driver-pinning-580": "580.95.05-1"}, "problems": []}
+    kept = nd.nvidia_driver_resolve_available(MADISON_PINNING, ["nvidia-driver-pinning-580"],
+                                              {"nvidia-driver-pinning-580": [{"version": "580.82.07-1"}]})
+    assert kept["packages"] == {"nvidia-driver-pinning-580": "580.82.07-1"}
+    assert nd.nvidia_driver_resolve_available("", []) == {"packages": {}, "problems": []}
+
+
+def test_resolve_missing_pinning_package_names_what_the_sources_have():
+    names = "nvidia-driver-pinning-580\nnvidia-driver-pinning-570\nnvidia-driver-pinning-580.95.05\n"
+    r = nd.nvidia_driver_resolve_available(MADISON_PINNING, ["nvidia-driver-pinning-580.65.06"], {}, names)
+    assert r["packages"] == {}
+    assert r["problems"] == ["nvidia-driver-pinning-580.65.06 is not in the configured apt sources (offered: "
+                             "nvidia-driver-pinning-570, nvidia-driver-pinning-580, "
+                             "nvidia-driver-pinning-580.95.05)"]
+    assert nd.nvidia_driver_resolve_available("", ["nvidia-driver-pinning-570"])["problems"] == [
+        "nvidia-driver-pinning-570 is not in the configured apt sources (offered: none)"]
 
 
 # --- nvidia_driver: version resolution ------------------------------------------------------------------------------

@@ -127,11 +127,14 @@ def nvidia_driver_plan(settings: Mapping[str, Any], facts: Mapping[str, Any], ta
     """Everything preflight decides, before anything changes: problems, flavour, fabric manager, what to do.
 
     settings: source, branch, version, flavor, build, headless, fabricmanager (auto|true|false), allow_upgrade,
-              os (e.g. Debian-12), distro_branches (branches the OS archive carries), precompiled_sources,
-              fabricmanager_packages (names for this OS and source; empty = not packaged).
+              os (e.g. Debian-12), source_branches ({source: branches it carries on this OS}; empty or absent =
+              every supported branch), precompiled_sources, fabricmanager_packages (names for this OS and source;
+              empty = not packaged), headless_min_branch (lowest branch with a compute-only set for this source
+              on this OS; 0 = any), server_variant (nvidia_driver_ubuntu_server_variant),
+              fabricmanager_needs_server (this source's fabric manager depends on the -server driver).
     facts:    gpu_model, pci ({gpus, nvswitches}), fabric_states, installed (package_facts), marker (regex),
               loaded_version, in_container, virtualization_type, expected_gpus.
-    tables:   branches, gpu_archs, arch_rules.
+    tables:   branches, gpu_archs, arch_rules, pinning ({sources, from_branch, prefix}; optional).
     """
     problems: list[str] = []
     warnings: list[str] = []
@@ -147,11 +150,23 @@ def nvidia_driver_plan(settings: Mapping[str, Any], facts: Mapping[str, Any], ta
     if version and _branch_of(version) != branch:
         problems.append(f"nvidia_driver_version={version!r} is not in branch {branch} "
                         f"(nvidia_driver_branch); set a {branch}.x version or leave it empty")
-    distro_branches = [str(b) for b in settings.get("distro_branches") or []]
-    if settings["source"] == "distro" and distro_branches and branch not in distro_branches:
-        problems.append(f"nvidia_driver_branch={branch!r}: the {settings['os']} archive (nvidia_driver_source=distro) "
-                        f"carries only {', '.join(distro_branches)}; valid choices: {', '.join(distro_branches)}, "
-                        "or nvidia_driver_source=cuda_repo")
+    source = str(settings["source"])
+    source_branches = {str(k): [str(b) for b in v or []] for k, v in (settings.get("source_branches") or {}).items()}
+    carried = source_branches.get(source, [])
+    if carried and branch not in carried:
+        where = (f"the {settings['os']} archive" if source == "distro"
+                 else f"NVIDIA's CUDA repository for {settings['os']}")
+        others = [s for s, b in sorted(source_branches.items()) if s != source and (not b or branch in b)]
+        problems.append(f"nvidia_driver_branch={branch!r}: {where} (nvidia_driver_source={source}) carries only "
+                        f"{', '.join(carried)}; valid choices: {', '.join(carried)}"
+                        + "".join(f", or nvidia_driver_source={s}" for s in others))
+    headless_min = int(settings.get("headless_min_branch") or 0)
+    if settings.get("headless", True) and headless_min and branch.isdigit() and int(branch) < headless_min:
+        valid = [b for b in (carried or branches) if b.isdigit() and int(b) >= headless_min]
+        problems.append(f"nvidia_driver_headless=true with nvidia_driver_source={source} on {settings['os']} needs "
+                        f"nvidia_driver_branch >= {headless_min} (the compute-only package set exists from the "
+                        f"{headless_min} series on); branch {branch} has none; valid choices: nvidia_driver_branch "
+                        f"{', '.join(valid)}, or nvidia_driver_headless=false (the full driver with its X stack)")
     precompiled_sources = list(settings.get("precompiled_sources") or [])
     if settings["build"] == "precompiled":
         if settings["source"] not in precompiled_sources:
@@ -213,6 +228,11 @@ def nvidia_driver_plan(settings: Mapping[str, Any], facts: Mapping[str, Any], ta
         problems.append(f"fabric manager is needed ({reason}) but nvidia_driver_source={settings['source']} on "
                         f"{settings['os']} has no nvidia-fabricmanager package; valid choices: "
                         "nvidia_driver_source=cuda_repo")
+    elif fabricmanager and settings.get("fabricmanager_needs_server") and not settings.get("server_variant", True):
+        problems.append(f"nvidia_driver_ubuntu_server_variant=false with nvidia_driver_source={source} on "
+                        f"{settings['os']}: fabric manager is needed ({reason}) and this archive's "
+                        f"nvidia-fabricmanager-{branch} depends on the -server driver; valid choices: "
+                        "nvidia_driver_ubuntu_server_variant=true, or nvidia_driver_source=cuda_repo")
 
     expected = int(facts.get("expected_gpus") or 0)
     if not facts.get("in_container") and expected and len(pci.get("gpus", [])) != expected:
@@ -240,9 +260,14 @@ def nvidia_driver_plan(settings: Mapping[str, Any], facts: Mapping[str, Any], ta
         warnings.append(f"the node has driver {current} ({marker_package or 'loaded module'}) but the pin is "
                         f"branch {branch}{' version ' + version if version else ''}: nothing changed; set "
                         "nvidia_driver_allow_upgrade=true to install it (needs a reboot)")
+    pinning = nvidia_driver_pinning_packages(source, branch, version, tables.get("pinning") or {})
+    prefix = str((tables.get("pinning") or {}).get("prefix") or "nvidia-driver-pinning-")
+    stale_pinning = sorted(n for n in (facts.get("installed") or {}) if n.startswith(prefix) and n not in pinning)
     return {
         "problems": problems,
         "warnings": warnings,
+        "pinning_packages": pinning,
+        "stale_pinning_packages": stale_pinning,
         "arch": arch,
         "flavor": flavor,
         "nvswitch": nvswitch,
@@ -257,6 +282,20 @@ def nvidia_driver_plan(settings: Mapping[str, Any], facts: Mapping[str, Any], ta
         "loaded_version": loaded,
         "reboot_required": bool(loaded) and action in ("upgrade", "deferred"),
     }
+
+
+def nvidia_driver_pinning_packages(source: str, branch: str, version: str, rules: Mapping[str, Any]) -> list[str]:
+    """NVIDIA's apt pinning package to install before the driver: ``<prefix><version>`` when a version is pinned,
+    ``<prefix><branch>`` otherwise; none for another source or an older branch (rules: sources, from_branch, prefix).
+
+    The name follows nvidia_driver_version (the user's pin), not the adopted version, so that a driver adopted
+    without a version pin keeps its branch pinning package on the next run.
+    """
+    if not rules or source not in (rules.get("sources") or []) or not str(branch).isdigit():
+        return []
+    if int(branch) < int(rules.get("from_branch") or 0):
+        return []
+    return [f"{rules.get('prefix') or 'nvidia-driver-pinning-'}{version or branch}"]
 
 
 def nvidia_driver_madison(text: str) -> dict[str, list[str]]:
@@ -309,6 +348,31 @@ def nvidia_driver_resolve(madison_text: str, packages: Sequence[str], branch: st
     return {"version": target, "packages": resolved, "problems": problems}
 
 
+def nvidia_driver_resolve_available(madison_text: str, packages: Sequence[str],
+                                    installed: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+                                    known_names: str | Sequence[str] = "") -> dict:
+    """Exact versions for packages that only have to exist (NVIDIA's pinning packages carry their own version).
+
+    An installed version is kept (so a second run changes nothing); otherwise the first version ``apt-cache
+    madison`` lists (apt's newest). A package the apt sources do not have is a problem that says what they offer:
+    ``known_names`` (e.g. ``apt-cache pkgnames nvidia-driver-pinning-`` output) lists the names that do exist.
+    """
+    available = nvidia_driver_madison(madison_text)
+    names = sorted(set(known_names.split() if isinstance(known_names, str) else known_names or []))
+    resolved: dict[str, str] = {}
+    problems: list[str] = []
+    for name in packages:
+        have = [str(e.get("version", "")) for e in (installed or {}).get(name, []) if e.get("version")]
+        if have:
+            resolved[name] = have[0]
+        elif available.get(name):
+            resolved[name] = available[name][0]
+        else:
+            problems.append(f"{name} is not in the configured apt sources (offered: "
+                            f"{', '.join(names) if names else 'none'})")
+    return {"packages": resolved, "problems": problems}
+
+
 def nvidia_driver_pin_list(resolved: Mapping[str, str]) -> list[str]:
     """{name: version} -> ['name=version', ...] for ansible.builtin.apt."""
     return [f"{name}={version}" for name, version in resolved.items()]
@@ -341,6 +405,8 @@ class FilterModule:
             "nvidia_driver_plan": nvidia_driver_plan,
             "nvidia_driver_madison": nvidia_driver_madison,
             "nvidia_driver_resolve": nvidia_driver_resolve,
+            "nvidia_driver_resolve_available": nvidia_driver_resolve_available,
+            "nvidia_driver_pinning_packages": nvidia_driver_pinning_packages,
             "nvidia_driver_pin_list": nvidia_driver_pin_list,
             "nvidia_driver_held": nvidia_driver_held,
         }
