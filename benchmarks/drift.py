@@ -3,11 +3,12 @@
 benchmarks/README.md between the DRIFT-BENCH markers.
 
 For each size: `lab up` (lab name `drift8`), one converge (records the baseline; timed), one drift run to warm
-the controller (SSH masters, fact gathering), then --repeat warm drift runs (each timed; the median is reported).
-With --mitogen DIR (a `pip install --target DIR mitogen` tree), the warm runs are repeated with Mitogen's
-linear strategy, an optional speed-up (never required by the project). The lab is taken down at the end.
+the controller (SSH masters, fact gathering), then --repeat warm drift runs as make lab and the nightly job start
+them (strategy baremetal_linear: over Mitogen; the median is reported), then --repeat warm runs with Ansible's plain
+linear strategy (BAREMETAL_MITOGEN=0) for comparison. The controller's CPU time (user+system of ansible-playbook
+and its workers) is recorded too: the lab nodes share this machine's cores. The lab is taken down at the end.
 
-    .venv/bin/python benchmarks/drift.py [--sizes 3 8] [--repeat 2] [--mitogen /tmp/mitogen-pkg]
+    .venv/bin/python benchmarks/drift.py [--sizes 3 8] [--repeat 2]
 """
 
 from __future__ import annotations
@@ -35,49 +36,44 @@ def lab(*args: str) -> None:
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
 
-def playbook(args: list[str], env: dict[str, str]) -> tuple[float, int, str]:
-    t0 = time.monotonic()
+def playbook(args: list[str], env: dict[str, str]) -> tuple[float, int, str, float]:
+    """(wall seconds, exit status, output tail, controller CPU seconds of the run)"""
+    t0, c0 = time.monotonic(), os.times()
     proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / NAME), *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    return time.monotonic() - t0, proc.returncode, proc.stdout[-3000:] + proc.stderr[-2000:]
+    c1 = os.times()
+    cpu = (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system)
+    return time.monotonic() - t0, proc.returncode, proc.stdout[-3000:] + proc.stderr[-2000:], cpu
 
 
-def measure(size: int, repeat: int, mitogen: Path | None, out: Path) -> dict:
+def measure(size: int, repeat: int, out: Path) -> dict:
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
+    denv = {**env, "ANSIBLE_STRATEGY": "baremetal_linear", "BAREMETAL_MITOGEN": "1"}
     row: dict = {"nodes": size}
     lab("down")
     try:
         t0 = time.monotonic()
         lab("up", "--nodes", str(size))
         row["lab_up_s"] = round(time.monotonic() - t0, 1)
-        row["converge_s"], rc, tail = playbook(["site.yml", "-e", f"drift_dir={out}"], env)
+        row["converge_s"], rc, tail, _ = playbook(["site.yml", "-e", f"drift_dir={out}"], env)
         if rc != 0:
             sys.exit(f"converge of {size} nodes failed:\n{tail}")
+        row["converge_s"] = round(row["converge_s"], 1)
         drift = ["playbooks/drift.yml", "--check", "--diff", "-e", f"drift_dir={out}"]
-        first, rc, tail = playbook([*drift, "-e", f"drift_run_id=bench{size}-first"], env)
+        first, rc, tail, _ = playbook([*drift, "-e", f"drift_run_id=bench{size}-first"], denv)
         if rc != 0:
             sys.exit(f"drift run on {size} nodes found drift right after converge (exit {rc}):\n{tail}")
         row["drift_first_s"] = round(first, 1)
-        warm = []
-        for i in range(repeat):
-            s, rc, tail = playbook([*drift, "-e", f"drift_run_id=bench{size}-warm{i}"], env)
-            if rc != 0:
-                sys.exit(f"warm drift run on {size} nodes: exit {rc}\n{tail}")
-            warm.append(round(s, 1))
-            row["load_after"] = round(os.getloadavg()[0], 1)
-        row["drift_warm_s"] = warm
-        if mitogen:
-            menv = {**env, "ANSIBLE_STRATEGY_PLUGINS": str(mitogen / "ansible_mitogen" / "plugins" / "strategy"),
-                    "ANSIBLE_STRATEGY": "mitogen_linear",
-                    "PYTHONPATH": f"{mitogen}:{env.get('PYTHONPATH', '')}".rstrip(":")}
-            mw = []
+        for key, env_run in (("mitogen", denv), ("plain", {**denv, "BAREMETAL_MITOGEN": "0"})):
+            walls, cpus = [], []
             for i in range(repeat):
-                s, rc, tail = playbook([*drift, "-e", f"drift_run_id=bench{size}-mitogen{i}"], menv)
+                s, rc, tail, cpu = playbook([*drift, "-e", f"drift_run_id=bench{size}-{key}{i}"], env_run)
                 if rc != 0:
-                    sys.exit(f"mitogen drift run on {size} nodes: exit {rc}\n{tail}")
-                mw.append(round(s, 1))
-            row["drift_warm_mitogen_s"] = mw
-        row["converge_s"] = round(row["converge_s"], 1)
+                    sys.exit(f"warm drift run ({key}) on {size} nodes: exit {rc}\n{tail}")
+                walls.append(round(s, 1))
+                cpus.append(round(cpu, 1))
+            row[f"drift_{key}_s"], row[f"drift_{key}_cpu_s"] = walls, cpus
+        row["load_after"] = round(os.getloadavg()[0], 1)
     finally:
         lab("down")
     print(json.dumps(row), flush=True)
@@ -85,17 +81,19 @@ def measure(size: int, repeat: int, mitogen: Path | None, out: Path) -> dict:
 
 
 def table(rows: list[dict]) -> str:
+    def runs(xs: list[float]) -> str:
+        return f"{', '.join(f'{x} s' for x in xs)} (**{statistics.median(xs):.1f} s**)"
+
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {platform.node() or 'the development machine'} "
-             f"({os.cpu_count()} cores, shared with other work; podman lab nodes), `benchmarks/drift.py`:", "",
-             "| nodes | lab up | converge (records baseline) | first drift run | warm drift runs (median) | "
-             "warm, Mitogen (optional) | load average after |", "|---|---|---|---|---|---|---|"]
+             f"({os.cpu_count()} cores, which the podman lab nodes share), `benchmarks/drift.py`:", "",
+             "| nodes | lab up | converge (records baseline) | first drift run | warm drift runs, Mitogen (shipped) "
+             "| controller CPU | warm, plain linear | controller CPU | load average after |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        mit = r.get("drift_warm_mitogen_s")
         lines.append(f"| {r['nodes']} | {r['lab_up_s']} s | {r['converge_s']} s | {r['drift_first_s']} s | "
-                     f"{', '.join(f'{x} s' for x in r['drift_warm_s'])} "
-                     f"(**{statistics.median(r['drift_warm_s']):.1f} s**) | "
-                     + (f"{', '.join(f'{x} s' for x in mit)} (**{statistics.median(mit):.1f} s**)" if mit else "—")
-                     + f" | {r.get('load_after', '?')} |")
+                     f"{runs(r['drift_mitogen_s'])} | {statistics.median(r['drift_mitogen_cpu_s']):.1f} s | "
+                     f"{runs(r['drift_plain_s'])} | {statistics.median(r['drift_plain_cpu_s']):.1f} s | "
+                     f"{r.get('load_after', '?')} |")
     return "\n".join(lines)
 
 
@@ -103,11 +101,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[3, 8])
     ap.add_argument("--repeat", type=int, default=2)
-    ap.add_argument("--mitogen", type=Path, default=None)
     ap.add_argument("--no-write", action="store_true", help="print the table, leave README.md alone")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [measure(n, a.repeat, a.mitogen, Path(tmp)) for n in a.sizes]
+        rows = [measure(n, a.repeat, Path(tmp)) for n in a.sizes]
     text = table(rows)
     print(text)
     if a.no_write:

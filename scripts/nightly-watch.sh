@@ -9,6 +9,7 @@
 #   BAREMETAL_KEEP      runs of each kind to keep (default 14)
 #   BAREMETAL_VALIDATE  validation tier before the drift check: quick (default), standard, or none
 #   BAREMETAL_BIN       directory with ansible-playbook and baremetal (default: <repo>/.venv/bin)
+#   BAREMETAL_MITOGEN   0: run the drift check without Mitogen (default: over Mitogen, see plugins/strategy/)
 #
 # Exit status: 0 no drift and validation passed; 2 drift (or a task failed in the drift run); 3 validation
 # failed, no drift; 4 a host was unreachable; 64 usage. The report is written in every case.
@@ -38,8 +39,10 @@ if [ "$tier" != none ]; then
     -e "validation_run_id=$run_id" -e "validation_results_dir=$out/results" || validate_rc=$?
 fi
 drift_rc=0
-"$bin/ansible-playbook" -i "$inventory" playbooks/drift.yml --check --diff \
-  -e "drift_run_id=$run_id" -e "drift_dir=$out/drift" || drift_rc=$?
+# The drift check runs over Mitogen (plugins/strategy/baremetal_linear.py; BAREMETAL_MITOGEN=0 turns it off).
+ANSIBLE_STRATEGY=${ANSIBLE_STRATEGY:-baremetal_linear} \
+  "$bin/ansible-playbook" -i "$inventory" playbooks/drift.yml --check --diff \
+    -e "drift_run_id=$run_id" -e "drift_dir=$out/drift" || drift_rc=$?
 "$bin/baremetal" report --results "$out/results" --drift "$out/drift" --out "$out/reports/$run_id" \
   --last "$keep" || true
 

@@ -73,13 +73,17 @@ def converge(out: Path) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def drift(out: Path, run_id: str) -> tuple[int, dict]:
+def drift(out: Path, run_id: str, mitogen: bool = True) -> tuple[int, dict]:
+    """A drift run as make lab and the nightly job start it: strategy baremetal_linear, over Mitogen unless
+    mitogen=False (BAREMETAL_MITOGEN=0: Ansible's plain linear strategy)."""
     t0 = time.monotonic()
+    env = {**ansible_env(out), "ANSIBLE_STRATEGY": "baremetal_linear", "BAREMETAL_MITOGEN": "1" if mitogen else "0"}
     proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / LAB),
                            str(ROOT / "playbooks" / "drift.yml"), "--check", "--diff", "-e", f"drift_dir={out}",
-                           "-e", f"drift_run_id={run_id}"], cwd=ROOT, env=ansible_env(out), capture_output=True,
+                           "-e", f"drift_run_id={run_id}"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=900, check=False)
-    print(f"drift run {run_id}: {time.monotonic() - t0:.0f} s, exit {proc.returncode}")
+    print(f"drift run {run_id} ({'Mitogen' if mitogen else 'plain linear'}): {time.monotonic() - t0:.0f} s, "
+          f"exit {proc.returncode}")
     report_file = out / f"{run_id}.json"
     assert report_file.is_file(), proc.stdout[-6000:] + proc.stderr[-2000:]
     report = json.loads(report_file.read_text())
@@ -121,7 +125,13 @@ def test_injected_drifts_are_all_found_with_host_and_item(lab, converged, out):
                             "&& systemctl stop prometheus-node-exporter")
     assert r.returncode == 0, r.stdout + r.stderr
 
-    rc, rep = drift(out, "injected")
+    # the same findings over Mitogen (what make lab and the nightly job run) and with Ansible's plain strategy
+    for run_id, mitogen in (("injected", True), ("injected-plain", False)):
+        check_injected(out, lab, *drift(out, run_id, mitogen=mitogen), run_id=run_id)
+
+
+def check_injected(out: Path, lab: dict, rc: int, rep: dict, run_id: str) -> None:
+    n1, n2 = lab["nodes"]
     assert rc == 2, rep["summary_lines"]
     assert rep["verdict"] == "drift"
     a, b = found(rep, n1["name"]), found(rep, n2["name"])
@@ -141,9 +151,9 @@ def test_injected_drifts_are_all_found_with_host_and_item(lab, converged, out):
     # and nothing of node1's drift is attributed to node2 or the reverse
     assert "mtu.eth1" not in b and "service.prometheus-node-exporter" not in a
     # the Markdown and JUnit name host and item too
-    md = (out / "injected.md").read_text()
+    md = (out / f"{run_id}.md").read_text()
     assert f"## {n1['name']}: drift" in md and "`mtu.eth1` | 9000 | 1500" in md
-    junit = (out / "injected.junit.xml").read_text()
+    junit = (out / f"{run_id}.junit.xml").read_text()
     assert f'name="{n2["name"]}"' in junit and "differs: service.prometheus-node-exporter" in junit
 
 

@@ -16,7 +16,7 @@ SCRIPT = ROOT / "scripts" / "nightly-watch.sh"
 
 FAKE_PLAYBOOK = """#!/usr/bin/env bash
 # records its arguments; writes what the real playbooks would write; exits with FAKE_<KIND>_RC
-echo "$*" >> "$FAKE_LOG"
+echo "strategy=${ANSIBLE_STRATEGY:-default} $*" >> "$FAKE_LOG"
 for a in "$@"; do case $a in drift_run_id=*) rid=${a#*=};; drift_dir=*) dd=${a#*=};;
   validation_run_id=*) rid=${a#*=};; validation_results_dir=*) rd=${a#*=};; esac; done
 case "$*" in
@@ -69,6 +69,10 @@ def test_clean_run_keeps_the_newest_n_and_exits_zero(env, tmp_path):
     assert "validate.yml -e validation_tier=quick" in calls
     assert "drift.yml --check --diff" in calls
     assert "baremetal report" in calls
+    # the drift check runs over Mitogen (plugins/strategy/baremetal_linear.py); validation keeps the default
+    lines = calls.splitlines()
+    assert any(ln.startswith("strategy=baremetal_linear ") and "drift.yml" in ln for ln in lines)
+    assert any(ln.startswith("strategy=default ") and "validate.yml" in ln for ln in lines)
 
 
 @pytest.mark.parametrize(("drift_rc", "validate_rc", "want"), [
