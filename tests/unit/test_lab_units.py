@@ -3,6 +3,7 @@ bridge's decisions, PID-file safety, naming and CLI errors. No podman needed."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -163,6 +164,34 @@ def test_inventory_contract_and_no_secret(tmp_path):
     assert "StrictHostKeyChecking=no" not in text
 
 
+def test_storage_key_is_random_private_and_kept(tmp_path):
+    lab, other = core.Lab("k1", root=tmp_path), core.Lab("k2", root=tmp_path)
+    path = core.ensure_storage_key(lab)
+    assert path == lab.state_dir / "storage-luks.key"  # next to the lab's other secrets, removed by `lab down`
+    assert path.stat().st_mode & 0o777 == 0o600
+    key = path.read_bytes()
+    assert len(key) == 64 and key != core.ensure_storage_key(other).read_bytes()
+    core.ensure_storage_key(lab)  # a second `lab up` (or inventory rewrite) keeps the key the nodes hold
+    assert path.read_bytes() == key
+
+
+def test_inventory_declares_encrypted_storage_by_key_path_only(tmp_path):
+    lab = core.Lab("t3", root=tmp_path)
+    key = core.ensure_storage_key(lab).read_bytes()
+    lab.bmc_dir.mkdir(parents=True)
+    (lab.bmc_dir / "password").write_text("pw")
+    inventory.write(lab, _state(lab))
+    gv = yaml.safe_load((lab.inventory_dir / "group_vars/all.yml").read_text())
+    assert gv["storage_enabled"] is True and gv["storage_encrypt"] is True
+    assert gv["storage_devices"] == ["/dev/nvme1n1", "/dev/nvme2n1"]
+    assert gv["storage_luks_key_src"] == str(lab.state_dir / "storage-luks.key")
+    assert "storage_luks_key" not in gv  # the key itself is never in the inventory, only its file's path
+    raw = b"".join(p.read_bytes() for p in lab.inventory_dir.rglob("*") if p.is_file())
+    raw += (lab.state_dir / "stack-outputs.json").read_bytes()
+    for form in (key, key.hex().encode(), base64.b64encode(key)):
+        assert form not in raw
+
+
 def test_inventory_parses_with_ansible_and_the_plugin(tmp_path):
     """The lab inventory goes through the real baremetal_pulumi plugin, as a declared cluster's would."""
     lab = _write_lab_inventory(tmp_path, "t2", "pw")
@@ -179,6 +208,7 @@ def test_inventory_parses_with_ansible_and_the_plugin(tmp_path):
     assert hv["node_fabric_prefix"] == 24 and hv["node_fabric_mtu"] == 9000
     assert hv["node_fabric_interface"] == "eth1" and hv["bmc_system_id"] == "id2"
     assert hv["ansible_user"] == "ansible"  # from group_vars/all.yml
+    assert hv["storage_enabled"] is True and hv["storage_luks_key_src"].endswith("/.lab/t2/storage-luks.key")
 
 
 class FakeBmc:

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from baremetal_ai.errors import UserError
-from baremetal_ai.lab import aptcache, bmc, image, inventory, podman, procs
+from baremetal_ai.lab import aptcache, bmc, image, inventory, podman, procs, tls
 
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
@@ -59,6 +60,8 @@ class Lab:
         self.state_dir = self.root / ".lab" / name
         self.inventory_dir = self.root / "inventories" / name
         self.bmc_dir = self.state_dir / "bmc"
+        # The LUKS key the storage role delivers to every node of this lab (random, 0600; see ensure_storage_key).
+        self.storage_key_file = self.state_dir / "storage-luks.key"
 
     # --- naming -------------------------------------------------------------------------------------
     @property
@@ -130,6 +133,15 @@ def _ssh_keygen(path: Path, comment: str) -> None:
     if not shutil.which("ssh-keygen"):
         raise UserError("ssh-keygen is missing: run `make bootstrap` (or `apt-get install openssh-client`)")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True)
+
+
+def ensure_storage_key(lab: Lab) -> Path:
+    """The lab's LUKS key file for the storage role (`storage_luks_key_src`): 64 random bytes (512 bits, as
+    `dd if=/dev/urandom bs=64 count=1` would make), written 0600 from the start like the BMC password. Kept
+    when it exists, so a re-written inventory never changes the key the nodes already hold."""
+    if not lab.storage_key_file.exists():
+        tls.write_private(lab.storage_key_file, secrets.token_bytes(64))
+    return lab.storage_key_file
 
 
 def _create_network(name: str, lab: str, mtu: int | None, internal: bool) -> dict[str, Any]:
@@ -237,6 +249,7 @@ def _create(lab: Lab, nodes: int, bmc_port: int | None) -> dict[str, Any]:
     keys = _wait_nodes(node_list)
     known = lab.state_dir / "known_hosts"
     known.write_text("".join(f"{n['name']},{n['mgmt_ip']} {keys[n['name']]}\n" for n in node_list))
+    ensure_storage_key(lab)
     inventory.write(lab, state)
     state["status"] = "up"
     state["up_seconds"] = round(time.monotonic() - t0, 1)

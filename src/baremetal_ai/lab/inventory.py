@@ -3,8 +3,10 @@
 - `.lab/<lab>/stack-outputs.json`: the same `nodes` contract (schema version 1) a Pulumi stack exports,
   built from the lab's state and what the Redfish provider read from each node's BMC;
 - `inventories/<lab>/lab.baremetal_pulumi.yml`: the `baremetal_pulumi` inventory plugin reading it;
-- `inventories/<lab>/group_vars/all.yml`: SSH settings with the lab's pinned known_hosts, and the BMC
-  credentials (the password is a file lookup: it never appears in the inventory).
+- `inventories/<lab>/group_vars/all.yml`: SSH settings with the lab's pinned known_hosts, the BMC
+  credentials (the password is a file lookup: it never appears in the inventory), and the storage declaration
+  of a real 8-GPU node (two NVMe data disks, LUKS2 with the lab's key file `.lab/<lab>/storage-luks.key`,
+  named by path only).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ if TYPE_CHECKING:
     from baremetal_ai.lab.core import Lab
 
 NODES_SCHEMA_VERSION = 1
+# The data disks of a typical 8-GPU server's scratch array (not present in a lab container).
+LAB_STORAGE_DEVICES = ("/dev/nvme1n1", "/dev/nvme2n1")
 HEADER = "# Written by `baremetal lab up`; rewritten on every run. Do not edit: `baremetal lab down` removes it.\n"
 
 
@@ -53,8 +57,14 @@ def group_vars(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
         "lab_name": lab.name,
         # Validation floors for lab nodes (veth links have no speed; overlay disks): validation/thresholds.yml
         "validation_node_class": "lab",
-        # Lab nodes have no data disks (containers): the storage role's plan-only mode is covered by Molecule.
-        "storage_enabled": False,
+        # Storage declared as on a real 8-GPU node: a RAID0 of two NVMe data disks, LUKS2-encrypted. Lab nodes
+        # are containers without these disks, so the role runs in its forced plan-only mode (renders the plan
+        # and the mdadm.conf/crypttab/fstab entries, delivers the key file, touches no block device, says why).
+        # The key is the lab's own random key file (written 0600 by `lab up`); only its path is here.
+        "storage_enabled": True,
+        "storage_devices": list(LAB_STORAGE_DEVICES),
+        "storage_encrypt": True,
+        "storage_luks_key_src": str(lab.storage_key_file),
         "bmc_username": state["bmc"]["username"],
         "bmc_password": '{{ lookup("ansible.builtin.file", "' + str(lab.bmc_dir / "password") + '") }}',
         "bmc_ca_file": state["bmc"]["ca_file"],
