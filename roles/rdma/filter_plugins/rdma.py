@@ -58,6 +58,8 @@ def rdma_qos_commands(interface: str, qos: Mapping[str, Any], tool: str = "dcb")
     pfc = [1 if (qos.get("pfc_enabled", True) and p == prio) else 0 for p in PRIORITIES]
     cmds: list[dict[str, Any]] = []
     if tool == "mlnx_qos":
+        # Options as parsed by mlnx-tools python/mlnx_qos; --trust and --dscp2prio must be separate invocations
+        # ("trust and dscp2prio commands cannot be used at the same time"), --tcbw of a non-ETS TC must be 0.
         base = ["mlnx_qos", "-i", interface]
         cmds.append({"what": f"trust {qos['trust']}", "argv": [*base, f"--trust={qos['trust']}"], "optional": False})
         if qos["trust"] == "dscp":
@@ -75,8 +77,9 @@ def rdma_qos_commands(interface: str, qos: Mapping[str, Any], tool: str = "dcb")
     if tool != "dcb":
         raise ValueError(f"unknown QoS tool {tool!r} (dcb or mlnx_qos)")
     if qos["trust"] == "dscp":
-        # mlx5 switches to DSCP trust when the first DSCP APP entry is added; apptrust makes it explicit where
-        # iproute2 and the driver support it.
+        # mlx5 switches to DSCP trust when the first DSCP APP entry is added (linux drivers/net/ethernet/mellanox/
+        # mlx5/core/en_dcbnl.c, mlx5e_dcbnl_ieee_setapp: "Check if need to switch to dscp trust state"); apptrust
+        # (iproute2 >= 6.2, dcb-apptrust(8)) makes it explicit where iproute2 and the driver support it.
         cmds.append({"what": "trust dscp", "argv": ["dcb", "apptrust", "set", "dev", interface, "order", "dscp"],
                      "optional": True})
         cmds.append({"what": f"DSCP {dscp} -> priority {prio}",
