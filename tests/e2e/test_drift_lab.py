@@ -4,6 +4,8 @@ node1; an edited sysctl file and a stopped service on node2) and a drift run tha
 a converge, after which the drift report is back to zero; and a stopped node container, which the drift run
 reports as unreachable (exit status 4), never as drift-free.
 
+Then the nightly job's systemd units (deploy/systemd/) under a lab node's real systemd.
+
 The tests in this module run in order and share one lab; the lab is taken down at the end, also on failure.
 """
 
@@ -175,3 +177,53 @@ def test_a_stopped_node_is_unreachable_not_drift_free(lab, converged, out):
     assert rep["hosts"][n1["name"]]["status"] == "clean"
     junit = (out / "stopped.junit.xml").read_text()
     assert 'type="unreachable"' in junit
+
+
+def test_nightly_units_run_under_systemd_on_a_lab_node(lab):
+    """deploy/systemd's service and timer under a real systemd (a lab node's): systemd-analyze verify, the timer
+    scheduled, and the service running the real scripts/nightly-watch.sh as its own user, with its state
+    directory, the drift check's strategy, and the job's exit status making the unit failed (drift) or not.
+    ansible-playbook and baremetal are the unit test's stand-ins: the lab node is not a controller."""
+    c = lab["nodes"][0]["container"]
+    status = ("systemctl show -P Result baremetal-watch.service; "
+              "systemctl show -P ExecMainStatus baremetal-watch.service")
+    units, standins = ROOT / "deploy" / "systemd", ROOT / "tests" / "fixtures" / "nightly-standins"
+    assert sh(c, "mkdir -p /opt/baremetal-ai/scripts /opt/baremetal-ai/inventories/prod /opt/standins").returncode == 0
+    for src, dest in ((units / "baremetal-watch.service", "/etc/systemd/system/"),
+                      (units / "baremetal-watch.timer", "/etc/systemd/system/"),
+                      (ROOT / "scripts" / "nightly-watch.sh", "/opt/baremetal-ai/scripts/"),
+                      (standins / "ansible-playbook", "/opt/standins/"), (standins / "baremetal", "/opt/standins/")):
+        podman.run(["cp", str(src), f"{c}:{dest}"])
+    # The drop-in a user writes (systemctl edit): where the tools are. Lab-only lines: in a container systemd
+    # cannot set up the mount namespaces of ProtectSystem/PrivateTmp (no CAP_SYS_ADMIN), and the node's systemd
+    # gets no cgroup-empty notification here, so with the default KillMode it waits out the 90 s stop timeout
+    # after the job has exited (seen: Result=timeout, ExecMainStatus=0); KillMode=process stops at the job's exit.
+    dropin = ("[Service]\nEnvironment=BAREMETAL_BIN=/opt/standins FAKE_LOG=/var/lib/baremetal-ai/calls.log\n"
+              "ProtectSystem=no\nPrivateTmp=no\nKillMode=process\n")
+    r = sh(c, "id baremetal >/dev/null 2>&1 || useradd --system --home-dir /var/lib/baremetal-ai baremetal; "
+              "mkdir -p /etc/systemd/system/baremetal-watch.service.d && "
+              f"printf '{dropin}' > /etc/systemd/system/baremetal-watch.service.d/lab.conf && "
+              "chmod 0755 /opt/baremetal-ai/scripts/nightly-watch.sh /opt/standins/* && systemctl daemon-reload && "
+              "systemd-analyze verify /etc/systemd/system/baremetal-watch.service "
+              "/etc/systemd/system/baremetal-watch.timer")
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        r = sh(c, "systemctl enable --now baremetal-watch.timer && "
+                  "systemctl show -P NextElapseUSecRealtime baremetal-watch.timer")
+        assert r.returncode == 0 and r.stdout.strip(), r.stdout + r.stderr  # scheduled
+        r = sh(c, f"systemctl start baremetal-watch.service; {status}; stat -c %U /var/lib/baremetal-ai; "
+                  "cat /var/lib/baremetal-ai/calls.log")
+        lines = r.stdout.split("\n")
+        assert lines[:3] == ["success", "0", "baremetal"], r.stdout + r.stderr
+        assert "strategy=baremetal_linear" in r.stdout and "drift.yml --check --diff" in r.stdout
+        assert "strategy=default" in r.stdout and "validate.yml" in r.stdout
+        r = sh(c, "ls /var/lib/baremetal-ai/drift /var/lib/baremetal-ai/reports")
+        assert ".json" in r.stdout and ".junit.xml" in r.stdout, r.stdout + r.stderr
+        # drift: the job exits 2 and the unit is failed (what an alert watches)
+        r = sh(c, "printf '[Service]\\nEnvironment=FAKE_DRIFT_RC=2\\n' "
+                  "> /etc/systemd/system/baremetal-watch.service.d/drift.conf && systemctl daemon-reload && "
+                  f"systemctl start baremetal-watch.service; {status}; systemctl is-failed baremetal-watch.service")
+        assert r.stdout.split("\n")[:3] == ["exit-code", "2", "failed"], r.stdout + r.stderr
+    finally:
+        sh(c, "systemctl disable --now baremetal-watch.timer; systemctl reset-failed baremetal-watch.service; "
+              "rm -rf /etc/systemd/system/baremetal-watch.* /opt/standins /opt/baremetal-ai; systemctl daemon-reload")

@@ -14,28 +14,18 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "nightly-watch.sh"
 
-FAKE_PLAYBOOK = """#!/usr/bin/env bash
-# records its arguments; writes what the real playbooks would write; exits with FAKE_<KIND>_RC
-echo "strategy=${ANSIBLE_STRATEGY:-default} $*" >> "$FAKE_LOG"
-for a in "$@"; do case $a in drift_run_id=*) rid=${a#*=};; drift_dir=*) dd=${a#*=};;
-  validation_run_id=*) rid=${a#*=};; validation_results_dir=*) rd=${a#*=};; esac; done
-case "$*" in
-  *drift.yml*) for s in json md junit.xml; do echo '{}' > "$dd/$rid.$s"; done; exit "${FAKE_DRIFT_RC:-0}";;
-  *validate.yml*) mkdir -p "$rd/$rid"; echo '{}' > "$rd/$rid/n1.json"; exit "${FAKE_VALIDATE_RC:-0}";;
-esac
-"""
-FAKE_BAREMETAL = """#!/usr/bin/env bash
-echo "baremetal $*" >> "$FAKE_LOG"
-while [ $# -gt 0 ]; do [ "$1" = --out ] && { mkdir -p "$2"; echo x > "$2/report.html"; }; shift; done
-"""
+# Stand-ins for ansible-playbook and baremetal (also used by the lab e2e test of the systemd units): they log
+# their arguments (and ANSIBLE_STRATEGY) to $FAKE_LOG, write what the real commands would write, and exit with
+# FAKE_DRIFT_RC / FAKE_VALIDATE_RC.
+STANDINS = ROOT / "tests" / "fixtures" / "nightly-standins"
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    for name, text in (("ansible-playbook", FAKE_PLAYBOOK), ("baremetal", FAKE_BAREMETAL)):
-        (bindir / name).write_text(text)
+    for name in ("ansible-playbook", "baremetal"):
+        (bindir / name).write_text((STANDINS / name).read_text())
         (bindir / name).chmod(0o755)
     out = tmp_path / "out"
     for old in ("20260101T023000Z", "20260102T023000Z", "20260103T023000Z"):
