@@ -255,8 +255,12 @@ def test_taken_bmc_port_gives_one_clear_line(lab):
 def test_ctrl_c_during_up_leaves_only_what_down_removes():
     name = "e2ec"
     cli("down", "--name", name)
+    # SIGINT as a terminal's Ctrl-C delivers it. A test run started in the background by a non-interactive shell
+    # (`make test &`, nohup) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler: the
+    # signal was lost and `up` ran to the end (seen in a background .ci/run). Restore the default in the child.
     p = subprocess.Popen([sys.executable, "-m", "baremetal_ai.cli", "lab", "up", "--name", name, "--nodes", "4"],
-                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Interrupt mid-way: as soon as `up` has recorded the lab (its first step), long before the nodes answer.
     # (Waiting for a container, as this test once did, could lose the race on a loaded machine: `podman ps` took
     # longer than the rest of `up`, and the signal landed after it had finished.)

@@ -68,7 +68,12 @@ def write_source(tmp_path: Path, config: dict[str, Any], name: str = "x.baremeta
 def listing(source: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     proc = inventory(source, "--list", env=env)
     assert proc.returncode == 0, proc.stderr
-    return unwrap(json.loads(proc.stdout))
+    data = unwrap(json.loads(proc.stdout))
+    # With inject_facts_as_vars = False (ansible.cfg) ansible-core always adds `ansible_local` (local facts, empty
+    # without a fact cache entry) to every host's variables: Ansible's own, not the plugin's; checked, then dropped.
+    for hv in data.get("_meta", {}).get("hostvars", {}).values():
+        assert hv.pop("ansible_local", {}) == {}
+    return data
 
 
 def members(data: dict[str, Any], group: str) -> set[str]:
