@@ -261,7 +261,7 @@ def nvidia_driver_plan(settings: Mapping[str, Any], facts: Mapping[str, Any], ta
                         f"branch {branch}{' version ' + version if version else ''}: nothing changed; set "
                         "nvidia_driver_allow_upgrade=true to install it (needs a reboot)")
     pinning = nvidia_driver_pinning_packages(source, branch, version, tables.get("pinning") or {})
-    prefix = str((tables.get("pinning") or {}).get("prefix") or "nvidia-driver-pinning-")
+    prefix = _pinning_prefix(tables.get("pinning") or {})
     stale_pinning = sorted(n for n in (facts.get("installed") or {}) if n.startswith(prefix) and n not in pinning)
     return {
         "problems": problems,
@@ -295,7 +295,12 @@ def nvidia_driver_pinning_packages(source: str, branch: str, version: str, rules
         return []
     if int(branch) < int(rules.get("from_branch") or 0):
         return []
-    return [f"{rules.get('prefix') or 'nvidia-driver-pinning-'}{version or branch}"]
+    return [f"{_pinning_prefix(rules)}{version or branch}"]
+
+
+def _pinning_prefix(rules: Mapping[str, Any]) -> str:
+    """The pinning packages' name prefix (vars/main.yml _nvidia_driver_pinning.prefix)."""
+    return str(rules.get("prefix") or "nvidia-driver-pinning-")
 
 
 def nvidia_driver_madison(text: str) -> dict[str, list[str]]:
@@ -406,7 +411,6 @@ class FilterModule:
             "nvidia_driver_madison": nvidia_driver_madison,
             "nvidia_driver_resolve": nvidia_driver_resolve,
             "nvidia_driver_resolve_available": nvidia_driver_resolve_available,
-            "nvidia_driver_pinning_packages": nvidia_driver_pinning_packages,
             "nvidia_driver_pin_list": nvidia_driver_pin_list,
             "nvidia_driver_held": nvidia_driver_held,
         }
