@@ -50,6 +50,20 @@ def dpkg_version_mismatches(resolved: dict[str, str], installed: dict[str, list[
     return wrong
 
 
+def packages_missing(wanted: Any, installed: Any) -> list[str]:
+    """The names in `wanted` (a list of apt package names) that `installed` (the dpkg_packages shape) lacks.
+
+    A name with a version or release (`foo=1.2`, `foo/bookworm`) or an architecture (`foo:amd64`) is always
+    returned: only apt can tell whether it is satisfied. With `installed` empty or undefined, everything is."""
+    if isinstance(wanted, str):
+        wanted = [wanted]
+    if not isinstance(wanted, (list, tuple)):
+        raise TypeError(f"packages_missing: expected a list of package names, got {type(wanted).__name__}")
+    have = installed if isinstance(installed, dict) else {}
+    return [str(n) for n in wanted if any(c in str(n) for c in "=/:*?[") or str(n) not in have]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"dpkg_packages": dpkg_packages, "dpkg_version_mismatches": dpkg_version_mismatches}
+        return {"dpkg_packages": dpkg_packages, "dpkg_version_mismatches": dpkg_version_mismatches,
+                "packages_missing": packages_missing}

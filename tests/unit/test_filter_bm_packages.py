@@ -89,3 +89,20 @@ def test_version_mismatches_name_package_installed_and_pinned():
         "libcublas-13-0: installed 13.1.0.3-1, pinned 13.1.0.2-1",
         "cuda-toolkit-13-0: installed nothing, pinned 13.0.2-1"]
     assert bm_packages.dpkg_version_mismatches({}, installed) == []
+
+
+def test_packages_missing_against_a_real_capture():
+    # What a role's apt task asks for, against dpkg-query output captured on a real Debian 12 machine: the check
+    # mode skip of playbooks/converge.yml runs apt only where this list is not empty.
+    installed = bm_packages.dpkg_packages((FIX / "debian12-dev.txt").read_text())
+    assert bm_packages.packages_missing(["podman", "libc6"], installed) == []
+    assert bm_packages.packages_missing(["podman", "no-such-package-bmai"], installed) == ["no-such-package-bmai"]
+    # a version, release, architecture or pattern is for apt to judge: always "missing"
+    for name in ("podman=4.3.1+ds1-8+deb12u1", "podman/bookworm", "libc6:amd64", "libc*"):
+        assert bm_packages.packages_missing([name], installed) == [name]
+    # without a package read (outside check mode, or a role run alone) everything is missing: apt decides
+    assert bm_packages.packages_missing(["podman"], {}) == ["podman"]
+    assert bm_packages.packages_missing(["podman"], None) == ["podman"]
+    assert bm_packages.packages_missing("podman", installed) == []
+    with pytest.raises(TypeError, match="packages_missing: expected a list"):
+        bm_packages.packages_missing({"podman": 1}, installed)

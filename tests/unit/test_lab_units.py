@@ -276,7 +276,10 @@ def test_bridge_first_look_makes_container_follow_bmc(fake_podman):
 def test_pidfile_is_trusted_only_with_marker(tmp_path):
     pidfile = tmp_path / "p.pid"
     marker = str(tmp_path)
-    pid = procs.start(["sh", "-c", "sleep 30", marker], pidfile, tmp_path / "log", marker)
+    # a process that never forks: `sh -c "sleep 30"` may fork its sleep, and for a moment that child still carries
+    # the marker in its command line (the flaky [pid, pid + 1])
+    pid = procs.start([sys.executable, "-c", "import time; time.sleep(30)", marker], pidfile, tmp_path / "log",
+                      marker)
     try:
         assert procs.alive(pidfile, marker) == pid
         assert procs.alive(pidfile, "/some/other/lab") is None  # a recycled PID is never ours
