@@ -6,6 +6,9 @@ interpreter per node and reuses what it imported. The drift check (playbooks/dri
 per node) is where that matters, so its entry points (make lab, scripts/nightly-watch.sh, benchmarks/drift.py)
 select this strategy with ANSIBLE_STRATEGY=baremetal_linear; converges keep Ansible's default.
 
+It also loads the filter and test plugins once in the controller's main process before the workers fork (see
+warm_jinja_plugins): ansible-core loaded them again in every worker, one per task and host.
+
 The task order and results are those of `linear`. Set BAREMETAL_MITOGEN=0 to run plain `linear` under this name
 (e.g. to compare, or where Mitogen misbehaves); without Mitogen installed it says so once and runs plain
 `linear` too. Mitogen is a dependency in pyproject.toml (0.3.54 supports ansible-core 2.19).
