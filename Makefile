@@ -45,7 +45,7 @@ later-stages:
 	@for pb in playbooks/validate.yml; do \
 	  if [ -f $$pb ]; then $(BIN)/ansible-playbook -i inventories/$(LAB) $$pb | tee results/$(LAB)/$$(basename $$pb .yml).log; \
 	  else echo "[lab] $$pb does not exist yet: stage skipped"; fi; done
-	@rc=0; ANSIBLE_STRATEGY=baremetal_linear $(BIN)/ansible-playbook -i inventories/$(LAB) playbooks/drift.yml --check --diff \
+	@rc=0; ANSIBLE_STRATEGY=baremetal_linear ANSIBLE_CACHE_PLUGIN=memory $(BIN)/ansible-playbook -i inventories/$(LAB) playbooks/drift.yml --check --diff \
 	  | tee results/$(LAB)/drift.log || rc=$$?; \
 	  $(BIN)/baremetal report --out results/$(LAB)/report || true; \
 	  echo "[lab] drift check exit $$rc (0 = no drift); report: results/$(LAB)/report/report.html"; exit $$rc

@@ -8,7 +8,7 @@ them (strategy baremetal_linear: over Mitogen; the median is reported), then --r
 linear strategy (BAREMETAL_MITOGEN=0) for comparison. The controller's CPU time (user+system of ansible-playbook
 and its workers) is recorded too: the lab nodes share this machine's cores. The lab is taken down at the end.
 
-    .venv/bin/python benchmarks/drift.py [--sizes 3 8] [--repeat 2]
+    .venv/bin/python benchmarks/drift.py [--sizes 3 8] [--repeat 2] [--plain-repeat N] [--no-write]
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ def playbook(args: list[str], env: dict[str, str]) -> tuple[float, int, str, flo
     return time.monotonic() - t0, proc.returncode, proc.stdout[-3000:] + proc.stderr[-2000:], cpu
 
 
-def measure(size: int, repeat: int, out: Path) -> dict:
+def measure(size: int, repeat: int, out: Path, plain_repeat: int) -> dict:
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
-    denv = {**env, "ANSIBLE_STRATEGY": "baremetal_linear", "BAREMETAL_MITOGEN": "1"}
+    denv = {**env, "ANSIBLE_STRATEGY": "baremetal_linear", "BAREMETAL_MITOGEN": "1", "ANSIBLE_CACHE_PLUGIN": "memory"}
     row: dict = {"nodes": size}
     lab("down")
     try:
@@ -64,9 +64,9 @@ def measure(size: int, repeat: int, out: Path) -> dict:
         if rc != 0:
             sys.exit(f"drift run on {size} nodes found drift right after converge (exit {rc}):\n{tail}")
         row["drift_first_s"] = round(first, 1)
-        for key, env_run in (("mitogen", denv), ("plain", {**denv, "BAREMETAL_MITOGEN": "0"})):
+        for key, env_run, n in (("mitogen", denv, repeat), ("plain", {**denv, "BAREMETAL_MITOGEN": "0"}, plain_repeat)):
             walls, cpus = [], []
-            for i in range(repeat):
+            for i in range(n):
                 s, rc, tail, cpu = playbook([*drift, "-e", f"drift_run_id=bench{size}-{key}{i}"], env_run)
                 if rc != 0:
                     sys.exit(f"warm drift run ({key}) on {size} nodes: exit {rc}\n{tail}")
@@ -82,7 +82,10 @@ def measure(size: int, repeat: int, out: Path) -> dict:
 
 def table(rows: list[dict]) -> str:
     def runs(xs: list[float]) -> str:
-        return f"{', '.join(f'{x} s' for x in xs)} (**{statistics.median(xs):.1f} s**)"
+        return f"{', '.join(f'{x} s' for x in xs)} (**{statistics.median(xs):.1f} s**)" if xs else "not run"
+
+    def cpu(xs: list[float]) -> str:
+        return f"{statistics.median(xs):.1f} s" if xs else "-"
 
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {platform.node() or 'the development machine'} "
              f"({os.cpu_count()} cores, which the podman lab nodes share), `benchmarks/drift.py`:", "",
@@ -91,8 +94,8 @@ def table(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['nodes']} | {r['lab_up_s']} s | {r['converge_s']} s | {r['drift_first_s']} s | "
-                     f"{runs(r['drift_mitogen_s'])} | {statistics.median(r['drift_mitogen_cpu_s']):.1f} s | "
-                     f"{runs(r['drift_plain_s'])} | {statistics.median(r['drift_plain_cpu_s']):.1f} s | "
+                     f"{runs(r['drift_mitogen_s'])} | {cpu(r['drift_mitogen_cpu_s'])} | "
+                     f"{runs(r['drift_plain_s'])} | {cpu(r['drift_plain_cpu_s'])} | "
                      f"{r.get('load_after', '?')} |")
     return "\n".join(lines)
 
@@ -101,10 +104,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[3, 8])
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--plain-repeat", type=int, help="warm runs with plain linear (default --repeat; 0 skips them)")
     ap.add_argument("--no-write", action="store_true", help="print the table, leave README.md alone")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [measure(n, a.repeat, Path(tmp)) for n in a.sizes]
+        plain = a.repeat if a.plain_repeat is None else a.plain_repeat
+        rows = [measure(n, a.repeat, Path(tmp), plain) for n in a.sizes]
     text = table(rows)
     print(text)
     if a.no_write:

@@ -77,9 +77,10 @@ def converge(out: Path) -> subprocess.CompletedProcess[str]:
 
 def drift(out: Path, run_id: str, mitogen: bool = True) -> tuple[int, dict]:
     """A drift run as make lab and the nightly job start it: strategy baremetal_linear, over Mitogen unless
-    mitogen=False (BAREMETAL_MITOGEN=0: Ansible's plain linear strategy)."""
+    mitogen=False (BAREMETAL_MITOGEN=0: Ansible's plain linear strategy), facts in memory."""
     t0 = time.monotonic()
-    env = {**ansible_env(out), "ANSIBLE_STRATEGY": "baremetal_linear", "BAREMETAL_MITOGEN": "1" if mitogen else "0"}
+    env = {**ansible_env(out), "ANSIBLE_STRATEGY": "baremetal_linear", "ANSIBLE_CACHE_PLUGIN": "memory",
+           "BAREMETAL_MITOGEN": "1" if mitogen else "0"}
     proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / LAB),
                            str(ROOT / "playbooks" / "drift.yml"), "--check", "--diff", "-e", f"drift_dir={out}",
                            "-e", f"drift_run_id={run_id}"], cwd=ROOT, env=env, capture_output=True,

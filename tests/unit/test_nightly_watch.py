@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "nightly-watch.sh"
 
 # Stand-ins for ansible-playbook and baremetal (also used by the lab e2e test of the systemd units): they log
-# their arguments (and ANSIBLE_STRATEGY) to $FAKE_LOG, write what the real commands would write, and exit with
-# FAKE_DRIFT_RC / FAKE_VALIDATE_RC.
+# their arguments (and ANSIBLE_STRATEGY, ANSIBLE_CACHE_PLUGIN) to $FAKE_LOG, write what the real commands would
+# write, and exit with FAKE_DRIFT_RC / FAKE_VALIDATE_RC.
 STANDINS = ROOT / "tests" / "fixtures" / "nightly-standins"
 
 
@@ -61,8 +61,8 @@ def test_clean_run_keeps_the_newest_n_and_exits_zero(env, tmp_path):
     assert "baremetal report" in calls
     # the drift check runs over Mitogen (plugins/strategy/baremetal_linear.py); validation keeps the default
     lines = calls.splitlines()
-    assert any(ln.startswith("strategy=baremetal_linear ") and "drift.yml" in ln for ln in lines)
-    assert any(ln.startswith("strategy=default ") and "validate.yml" in ln for ln in lines)
+    assert any(ln.startswith("strategy=baremetal_linear cache=memory ") and "drift.yml" in ln for ln in lines)
+    assert any(ln.startswith("strategy=default cache=default ") and "validate.yml" in ln for ln in lines)
 
 
 @pytest.mark.parametrize(("drift_rc", "validate_rc", "want"), [
