@@ -44,7 +44,6 @@ else:
         MITOGEN_REASON = f"Mitogen is not importable ({exc})"
 
 
-
 def warm_jinja_plugins() -> None:
     """Load the filter and test plugins in this (the controller's main) process, before it forks a worker.
 
