@@ -30,6 +30,9 @@ def _lab_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", **name_kw)
     p.add_argument("--bmc-port", type=int, default=None,
                    help="port of the Redfish emulator on 127.0.0.1 (default: first free from 8000)")
+    p.add_argument("--no-gpu-stack", dest="gpu_stack", action="store_false",
+                   help="leave the GPU software stack (nvidia_driver, cuda, nccl) out of the nodes' converge; by "
+                        "default lab nodes get it although they have no GPU (docs/lab.md)")
     p = ls.add_parser("down", help="remove everything the lab created (succeeds when nothing is up)")
     p.add_argument("--name", **name_kw)
     p.add_argument("--purge-cache", action="store_true", help="also delete the lab's apt cache")
@@ -65,7 +68,7 @@ def _run_lab(args: argparse.Namespace) -> int:
     from baremetal_ai.lab import core, image
 
     if args.lab_cmd == "up":
-        core.up(args.name, args.nodes, args.bmc_port)
+        core.up(args.name, args.nodes, args.bmc_port, gpu_stack=args.gpu_stack)
     elif args.lab_cmd == "down":
         core.down(args.name, args.purge_cache)
     elif args.lab_cmd == "status":

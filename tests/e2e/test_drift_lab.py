@@ -52,7 +52,8 @@ def sh(container: str, script: str) -> subprocess.CompletedProcess[str]:
 def lab():
     lab_cli("down")
     try:
-        lab_cli("up", "--nodes", "2")
+        # Without the GPU software stack: test_lab_e2e.py converges and checks it; here it would only add minutes.
+        lab_cli("up", "--nodes", "2", "--no-gpu-stack")
         yield json.loads((ROOT / ".lab" / LAB / "lab.json").read_text())
     finally:
         lab_cli("down")

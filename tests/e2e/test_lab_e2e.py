@@ -228,6 +228,33 @@ def test_converge_twice_second_run_changes_nothing(lab, tmp_path):
     assert all(r["changed"] == 0 and r["failed"] == 0 and r["unreachable"] == 0 for r in second.values()), second
 
 
+def test_gpu_stack_is_installed_held_and_checks_clean(lab, tmp_path):
+    """Lab nodes declare no GPU and still get the GPU software stack (inventory gpu_stack_enabled): Debian's 535
+    driver packages, the stand-in CUDA 12.2 toolkit, NCCL 2.21.5 from the wheel; all pinned and held. Then the drift
+    check (check mode, --diff) over the converged lab reports no change."""
+    node = lab["nodes"][0]["container"]
+    held = podman.run(["exec", node, "dpkg-query", "-W", "-f=${Package} ${Version} ${db:Status-Abbrev}\n",
+                       "nvidia-kernel-dkms", "nvidia-smi", "libcuda1", "cuda-toolkit-12-2"]).stdout.splitlines()
+    assert len(held) == 4 and all(line.split()[2] == "hi" for line in held), held  # installed and held
+    driver = {line.split()[0]: line.split()[1] for line in held}
+    assert driver["nvidia-smi"].startswith("535.") and driver["nvidia-smi"] == driver["libcuda1"]
+    assert driver["cuda-toolkit-12-2"] == "12.2.2-1"
+    assert podman.run(["exec", node, "readlink", "-f", "/usr/local/cuda"]).stdout.strip() == "/usr/local/cuda-12.2"
+    nccl = podman.run(["exec", node, "python3", "-c", "import ctypes; v = ctypes.c_int(); "
+                       "ctypes.CDLL('libnccl.so.2').ncclGetVersion(ctypes.byref(v)); print(v.value)"]).stdout
+    assert nccl.strip() == "22105"  # NCCL 2.21.5, from the library itself
+    assert "blacklist nouveau" in podman.run(["exec", node, "cat",
+                                              "/etc/modprobe.d/blacklist-nouveau.conf"]).stdout
+    env = {**ansible_env(tmp_path), "ANSIBLE_STRATEGY": "baremetal_linear", "ANSIBLE_CACHE_PLUGIN": "memory"}
+    proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(ROOT / "inventories" / LAB),
+                           "playbooks/drift.yml", "--check", "--diff", "-e", f"drift_dir={tmp_path / 'drift'}",
+                           "-e", f"drift_baseline_dir={ROOT / 'drift' / 'baseline'}"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
+    assert "TASK [nvidia_driver : Report the plan]" in proc.stdout and "TASK [nccl : Report the plan]" in proc.stdout
+    assert all(r["changed"] == 0 and r["failed"] == 0 for r in recap(proc.stdout).values())
+
+
 def test_two_labs_coexist(lab):
     other = "e2eb"
     cli("down", "--name", other)

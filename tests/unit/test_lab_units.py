@@ -192,6 +192,35 @@ def test_inventory_declares_encrypted_storage_by_key_path_only(tmp_path):
         assert form not in raw
 
 
+def test_inventory_gpu_stack_on_by_default_and_off_on_request(tmp_path):
+    lab = _write_lab_inventory(tmp_path, "g1", "pw")
+    gv = yaml.safe_load((lab.inventory_dir / "group_vars/all.yml").read_text())
+    # Nodes declare no GPU (stack outputs say so) and still get the stack: Debian's driver, the stand-in CUDA
+    # repository that the lab manages (not the role), NCCL's checksum-pinned wheel.
+    assert json.loads((lab.state_dir / "stack-outputs.json").read_text())["nodes"][0]["gpu_count"] == 0
+    assert gv["gpu_stack_enabled"] is True
+    assert (gv["nvidia_driver_source"], gv["nvidia_driver_branch"]) == ("distro", "535")
+    assert (gv["cuda_source"], gv["cuda_repo_manage"], gv["cuda_version"]) == ("cuda_repo", False, "12.2")
+    assert gv["nccl_source"] == "wheel" and len(gv["nccl_wheel_sha256"]["x86_64"]) == 64
+    state = {**_state(lab), "gpu_stack": False}
+    inventory.write(lab, state)
+    gv = yaml.safe_load((lab.inventory_dir / "group_vars/all.yml").read_text())
+    assert gv["gpu_stack_enabled"] is False
+    assert not [k for k in gv if k.startswith(("nvidia_driver_", "cuda_", "nccl_"))]
+
+
+def test_up_refuses_to_change_the_gpu_stack_of_an_up_lab(tmp_path, monkeypatch):
+    monkeypatch.setattr(core, "_require_root", lambda: None)
+    monkeypatch.setattr(core.podman, "require_podman", lambda: None)
+    monkeypatch.setattr(core.podman, "containers", lambda name: [])
+    monkeypatch.setattr(core.podman, "networks", lambda name: [])
+    monkeypatch.setattr(core, "project_root", lambda: tmp_path)
+    lab = core.Lab("g2", root=tmp_path)
+    lab.save({**_state(lab), "status": "up", "gpu_stack": True})
+    with pytest.raises(UserError, match=r"already up with the GPU software stack.*lab down --name g2"):
+        core.up("g2", nodes=2, gpu_stack=False)
+
+
 def test_inventory_parses_with_ansible_and_the_plugin(tmp_path):
     """The lab inventory goes through the real baremetal_pulumi plugin, as a declared cluster's would."""
     lab = _write_lab_inventory(tmp_path, "t2", "pw")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from baremetal_ai.errors import UserError
-from baremetal_ai.lab import aptcache, bmc, image, inventory, podman, procs, tls
+from baremetal_ai.lab import aptcache, bmc, image, inventory, podman, procs, standin_repo, tls
 
 SCHEMA_VERSION = 1
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
@@ -162,7 +162,9 @@ def _host_ip(subnet: str, index: int) -> str:
     return str(ipaddress.ip_network(subnet)[10 + index])
 
 
-def up(name: str = "lab", nodes: int = 3, bmc_port: int | None = None) -> dict[str, Any]:
+def up(name: str = "lab", nodes: int = 3, bmc_port: int | None = None, gpu_stack: bool = True) -> dict[str, Any]:
+    """Create lab `name` (a no-op when it is up as asked). `gpu_stack`: lab nodes get the GPU software stack
+    (inventory.group_vars); False leaves it out of their converge."""
     _require_root()
     podman.require_podman()
     lab = Lab(name)
@@ -175,6 +177,10 @@ def up(name: str = "lab", nodes: int = 3, bmc_port: int | None = None) -> dict[s
         if len(state["nodes"]) != nodes:
             raise UserError(f"lab {name!r} is already up with {len(state['nodes'])} nodes, not {nodes}: "
                             f"run `baremetal lab down --name {name}` first to change its size")
+        if state.get("gpu_stack", True) != gpu_stack:
+            have = "with" if state.get("gpu_stack", True) else "without"
+            raise UserError(f"lab {name!r} is already up {have} the GPU software stack: run "
+                            f"`baremetal lab down --name {name}` first to change it (--no-gpu-stack leaves it out)")
         missing = {n["container"] for n in state["nodes"]} - {c["name"] for c in found_containers}
         if missing or {lab.mgmt_net, lab.fabric_net} - set(found_networks):
             raise UserError(f"lab {name!r} is half-gone (missing: {', '.join(sorted(missing)) or 'networks'}): "
@@ -190,18 +196,18 @@ def up(name: str = "lab", nodes: int = 3, bmc_port: int | None = None) -> dict[s
         raise UserError(f"lab {name!r} is half-created ({'; '.join(what)}): "
                         f"run `baremetal lab down --name {name}` first, then `lab up` again")
     try:
-        return _create(lab, nodes, bmc_port)
+        return _create(lab, nodes, bmc_port, gpu_stack)
     except KeyboardInterrupt:
         print(f"\n[lab] interrupted: run `baremetal lab down --name {name}` to remove what was created",
               file=sys.stderr)
         raise
 
 
-def _create(lab: Lab, nodes: int, bmc_port: int | None) -> dict[str, Any]:
+def _create(lab: Lab, nodes: int, bmc_port: int | None, gpu_stack: bool = True) -> dict[str, Any]:
     t0 = time.monotonic()
     port = bmc.pick_port(bmc_port, _other_labs_ports(lab.name, lab.root))
     state: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "name": lab.name, "status": "creating",
-                             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "gpu_stack": gpu_stack}
     lab.save(state)  # from here on, `lab down` knows this lab
     tag = image.ensure_image()
     state["image"] = tag
@@ -229,6 +235,12 @@ def _create(lab: Lab, nodes: int, bmc_port: int | None) -> dict[str, Any]:
 
     proxy_conf = lab.state_dir / "apt-proxy.conf"
     proxy_conf.write_text(f'Acquire::http::Proxy "http://{mgmt["gateway"]}:{apt_port}";\n')
+    # The stand-in for NVIDIA's CUDA repository (standin_repo.py): read-only in every node, named by an apt source
+    # that the lab, not a role, manages (as a site mirror would be; the roles run with cuda_repo_manage: false).
+    repo = lab.state_dir / "nvidia-repo"
+    standin_repo.build(repo)
+    repo_list = lab.state_dir / "nvidia-repo.list"
+    repo_list.write_text(standin_repo.SOURCE_LINE)
     log(f"creating {nodes} nodes from {tag} (powered off, like servers waiting in a rack)")
     pub = lab.state_dir / "id_ed25519.pub"
     for n in node_list:
@@ -240,6 +252,8 @@ def _create(lab: Lab, nodes: int, bmc_port: int | None) -> dict[str, Any]:
                     "-v", f"{pub}:/home/ansible/.ssh/authorized_keys:ro",
                     "-v", f"{pub}:/root/.ssh/authorized_keys:ro",
                     "-v", f"{proxy_conf}:/etc/apt/apt.conf.d/01baremetal-lab-proxy:ro",
+                    "-v", f"{repo}:{standin_repo.NODE_PATH}:ro",
+                    "-v", f"{repo_list}:/etc/apt/sources.list.d/baremetal-lab-nvidia.list:ro",
                     tag])
 
     _ensure_daemons(lab, state, fresh=True)

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from baremetal_ai.lab import standin_repo
+
 if TYPE_CHECKING:
     from baremetal_ai.lab.core import Lab
 
@@ -47,6 +49,32 @@ def stack_outputs(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
             "provisioned": state.get("provisioned", {})}
 
 
+# The GPU software stack on lab nodes (`lab up` without --no-gpu-stack). The nodes have no GPU, so this is the
+# stack an image build host installs: the driver from Debian's own non-free archive (real packages, DKMS module
+# not built: a container shares the host's kernel), CUDA from the lab's stand-in of NVIDIA's repository
+# (standin_repo.py; the apt source is the lab's, hence cuda_repo_manage false), NCCL from NVIDIA's PyPI wheel
+# (the real library; the controller downloads it once, checksum pinned). 12.2 is the newest CUDA that driver
+# branch 535 runs without compatibility packages.
+LAB_NCCL_WHEEL_SHA256 = {"x86_64": "8579076d30a8c24988834445f8d633c697d42397e92ffc3f63fa26766d25e0a0"}
+
+
+def gpu_stack_vars(enabled: bool) -> dict[str, Any]:
+    if not enabled:
+        return {"gpu_stack_enabled": False}
+    return {
+        "gpu_stack_enabled": True,
+        "nvidia_driver_source": "distro",
+        "nvidia_driver_branch": "535",
+        "cuda_source": "cuda_repo",
+        "cuda_repo_manage": False,
+        "cuda_version": standin_repo.LAB_TOOLKITS[0][0],
+        "cuda_package_version": standin_repo.LAB_TOOLKITS[0][1],
+        "nccl_source": "wheel",
+        "nccl_version": "2.21.5",
+        "nccl_wheel_sha256": dict(LAB_NCCL_WHEEL_SHA256),
+    }
+
+
 def group_vars(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
     sd = lab.state_dir
     return {
@@ -68,6 +96,7 @@ def group_vars(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
         "bmc_username": state["bmc"]["username"],
         "bmc_password": '{{ lookup("ansible.builtin.file", "' + str(lab.bmc_dir / "password") + '") }}',
         "bmc_ca_file": state["bmc"]["ca_file"],
+        **gpu_stack_vars(state.get("gpu_stack", True)),
     }
 
 
