@@ -63,7 +63,25 @@ def packages_missing(wanted: Any, installed: Any) -> list[str]:
     return [str(n) for n in wanted if any(c in str(n) for c in "=/:*?[") or str(n) not in have]
 
 
+def packages_not_held(wanted: Any, stdout: Any) -> list[str]:
+    """The names in `wanted` that dpkg-query's output (the format above) does not show on hold (desired state
+    'h'), names it does not list included (not installed when it was read). A hold task loops over these only: a
+    package already on hold needs no dpkg_selections call (one module run per package and node, on every run)."""
+    if isinstance(wanted, str):
+        wanted = [wanted]
+    if not isinstance(wanted, (list, tuple)):
+        raise TypeError(f"packages_not_held: expected a list of package names, got {type(wanted).__name__}")
+    if not isinstance(stdout, str):
+        raise TypeError(f"packages_not_held: expected dpkg-query's stdout (a string), got {type(stdout).__name__}")
+    held = set()
+    for line in stdout.splitlines():
+        fields = line.split("\t")
+        if len(fields) == 4 and fields[3][:1] == "h":
+            held.add(fields[0].split(":", 1)[0])
+    return [str(n) for n in wanted if str(n) not in held]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {"dpkg_packages": dpkg_packages, "dpkg_version_mismatches": dpkg_version_mismatches,
-                "packages_missing": packages_missing}
+                "packages_missing": packages_missing, "packages_not_held": packages_not_held}

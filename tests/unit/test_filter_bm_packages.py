@@ -106,3 +106,19 @@ def test_packages_missing_against_a_real_capture():
     assert bm_packages.packages_missing("podman", installed) == []
     with pytest.raises(TypeError, match="packages_missing: expected a list"):
         bm_packages.packages_missing({"podman": 1}, installed)
+
+
+def test_packages_not_held_against_a_real_capture():
+    # The H200 image's capture holds libnccl2/libnccl-dev and libcublas ('hi'); libc6 is installed, not held.
+    out = (FIX / "ubuntu2404-gpu.txt").read_text()
+    assert bm_packages.packages_not_held(["libnccl2", "libnccl-dev"], out) == []
+    assert bm_packages.packages_not_held(["libnccl2", "libc6", "not-installed-bmai"], out) == [
+        "libc6", "not-installed-bmai"]  # not installed when read: it may be by the time the hold task runs
+    assert bm_packages.packages_not_held("libcublas-13-0", out) == []
+    assert bm_packages.packages_not_held(["libnccl2"], "") == ["libnccl2"]
+    # a hold on another architecture's instance of a Multi-Arch package counts for the name
+    assert bm_packages.packages_not_held(["libfoo"], "libfoo:i386\t1\ti386\thi \n") == []
+    with pytest.raises(TypeError, match="packages_not_held: expected dpkg-query's stdout"):
+        bm_packages.packages_not_held(["libnccl2"], None)
+    with pytest.raises(TypeError, match="packages_not_held: expected a list"):
+        bm_packages.packages_not_held({"libnccl2": 1}, out)
