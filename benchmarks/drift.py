@@ -8,7 +8,9 @@ them (strategy baremetal_linear: over Mitogen; the median is reported), then --r
 linear strategy (BAREMETAL_MITOGEN=0) for comparison. The controller's CPU time (user+system of ansible-playbook
 and its workers) is recorded too: the lab nodes share this machine's cores. The lab is taken down at the end.
 
-    .venv/bin/python benchmarks/drift.py [--sizes 3 8] [--repeat 2] [--plain-repeat N] [--no-write]
+    .venv/bin/python benchmarks/drift.py [--sizes 3 8] [--repeat 2] [--plain-repeat N] [--no-gpu-stack] [--no-write]
+
+The lab nodes carry the GPU software stack (the lab's default); --no-gpu-stack measures them without it.
 """
 
 from __future__ import annotations
@@ -46,14 +48,14 @@ def playbook(args: list[str], env: dict[str, str]) -> tuple[float, int, str, flo
     return time.monotonic() - t0, proc.returncode, proc.stdout[-3000:] + proc.stderr[-2000:], cpu
 
 
-def measure(size: int, repeat: int, out: Path, plain_repeat: int) -> dict:
+def measure(size: int, repeat: int, out: Path, plain_repeat: int, gpu_stack: bool = True) -> dict:
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
     denv = {**env, "ANSIBLE_STRATEGY": "baremetal_linear", "BAREMETAL_MITOGEN": "1", "ANSIBLE_CACHE_PLUGIN": "memory"}
-    row: dict = {"nodes": size}
+    row: dict = {"nodes": size, "gpu_stack": gpu_stack}
     lab("down")
     try:
         t0 = time.monotonic()
-        lab("up", "--nodes", str(size))
+        lab("up", "--nodes", str(size), *([] if gpu_stack else ["--no-gpu-stack"]))
         row["lab_up_s"] = round(time.monotonic() - t0, 1)
         row["converge_s"], rc, tail, _ = playbook(["site.yml", "-e", f"drift_dir={out}"], env)
         if rc != 0:
@@ -89,11 +91,13 @@ def table(rows: list[dict]) -> str:
 
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {platform.node() or 'the development machine'} "
              f"({os.cpu_count()} cores, which the podman lab nodes share), `benchmarks/drift.py`:", "",
-             "| nodes | lab up | converge (records baseline) | first drift run | warm drift runs, Mitogen (shipped) "
-             "| controller CPU | warm, plain linear | controller CPU | load average after |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| nodes | GPU stack | lab up | converge (records baseline) | first drift run "
+             "| warm drift runs, Mitogen (shipped) | controller CPU | warm, plain linear | controller CPU "
+             "| load average after |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['nodes']} | {r['lab_up_s']} s | {r['converge_s']} s | {r['drift_first_s']} s | "
+        stack = "yes" if r.get("gpu_stack", True) else "no"
+        lines.append(f"| {r['nodes']} | {stack} | {r['lab_up_s']} s | {r['converge_s']} s | {r['drift_first_s']} s | "
                      f"{runs(r['drift_mitogen_s'])} | {cpu(r['drift_mitogen_cpu_s'])} | "
                      f"{runs(r['drift_plain_s'])} | {cpu(r['drift_plain_cpu_s'])} | "
                      f"{r.get('load_after', '?')} |")
@@ -105,11 +109,13 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[3, 8])
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--plain-repeat", type=int, help="warm runs with plain linear (default --repeat; 0 skips them)")
+    ap.add_argument("--no-gpu-stack", dest="gpu_stack", action="store_false",
+                    help="lab nodes without the GPU software stack (lab up --no-gpu-stack)")
     ap.add_argument("--no-write", action="store_true", help="print the table, leave README.md alone")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         plain = a.repeat if a.plain_repeat is None else a.plain_repeat
-        rows = [measure(n, a.repeat, Path(tmp), plain) for n in a.sizes]
+        rows = [measure(n, a.repeat, Path(tmp), plain, a.gpu_stack) for n in a.sizes]
     text = table(rows)
     print(text)
     if a.no_write:
