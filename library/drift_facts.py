@@ -255,7 +255,8 @@ def parse_gpu_csv(text: str) -> dict[str, Any]:
 
 
 def library_versions(root: str) -> dict[str, Any]:
-    """CUDA toolkit version (version.json), NCCL version (libnccl.so.2.x.y file name), loaded driver module."""
+    """CUDA toolkit version (version.json), NCCL version (libnccl.so.2.x.y file name, or the nccl role's
+    /opt/nccl/current link for the wheel source), loaded driver module."""
     items: dict[str, Any] = {}
     cuda = None
     vj = _read(os.path.join(root, "usr", "local", "cuda", "version.json"))
@@ -271,6 +272,13 @@ def library_versions(root: str) -> dict[str, Any]:
             m = re.search(r"libnccl\.so\.(2\.\d+\.\d+)$", path)
             if m:
                 nccl.add(m.group(1))
+    # The nccl role's wheel source: <prefix>/<version>/lib/libnccl.so.2 (the wheel's file has no x.y.z suffix),
+    # <prefix>/current -> <version> (default prefix /opt/nccl).
+    current = os.path.join(root, "opt", "nccl", "current")
+    if os.path.islink(current) and os.path.isfile(os.path.join(current, "lib", "libnccl.so.2")):
+        m = re.fullmatch(r"(2\.\d+\.\d+)", os.path.basename(os.readlink(current).rstrip("/")))
+        if m:
+            nccl.add(m.group(1))
     items["nccl.version"] = ", ".join(sorted(nccl)) or None
     mod = _read(os.path.join(root, "sys", "module", "nvidia", "version"))
     items["gpu.driver_module_version"] = mod.strip() if mod else None

@@ -188,6 +188,21 @@ def test_main_snapshot_items_from_the_fake_root(fake_root, monkeypatch):
     assert items["mount./data"] == "xfs /dev/md0 rw,noatime"
 
 
+def test_nccl_version_of_the_wheel_layout(tmp_path):
+    # The nccl role's wheel source: /opt/nccl/<version>/lib/libnccl.so.2 and /opt/nccl/current -> <version>.
+    (tmp_path / "opt/nccl/2.21.5/lib").mkdir(parents=True)
+    (tmp_path / "opt/nccl/2.21.5/lib/libnccl.so.2").write_text("")
+    assert df.library_versions(str(tmp_path))["nccl.version"] is None  # no current link: not the role's layout
+    (tmp_path / "opt/nccl/current").symlink_to("2.21.5")
+    assert df.library_versions(str(tmp_path))["nccl.version"] == "2.21.5"
+    (tmp_path / "usr/lib/x86_64-linux-gnu").mkdir(parents=True)
+    (tmp_path / "usr/lib/x86_64-linux-gnu/libnccl.so.2.28.3").write_text("")  # a packaged NCCL beside it
+    assert df.library_versions(str(tmp_path))["nccl.version"] == "2.21.5, 2.28.3"
+    (tmp_path / "opt/nccl/current").unlink()
+    (tmp_path / "opt/nccl/current").symlink_to("/opt/nccl/not-a-version")
+    assert df.library_versions(str(tmp_path))["nccl.version"] == "2.28.3"
+
+
 def test_main_compare_reports_changed_with_a_diff(fake_root, monkeypatch):
     snap = capture(monkeypatch, {"sysfs_root": str(fake_root)})
     (fake_root / "sys/class/net/eth1/mtu").write_text("1500\n")
