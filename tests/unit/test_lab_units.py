@@ -193,7 +193,10 @@ def test_inventory_declares_encrypted_storage_by_key_path_only(tmp_path):
 
 
 def test_inventory_gpu_stack_on_by_default_and_off_on_request(tmp_path):
-    lab = _write_lab_inventory(tmp_path, "g1", "pw")
+    lab = core.Lab("g1", root=tmp_path)
+    lab.bmc_dir.mkdir(parents=True)
+    (lab.bmc_dir / "password").write_text("pw")
+    inventory.write(lab, {**_state(lab), "gpu_stack": True})  # what `lab up` records by default
     gv = yaml.safe_load((lab.inventory_dir / "group_vars/all.yml").read_text())
     # Nodes declare no GPU (stack outputs say so) and still get the stack: Debian's driver, the stand-in CUDA
     # repository that the lab manages (not the role), NCCL's checksum-pinned wheel.
@@ -202,11 +205,13 @@ def test_inventory_gpu_stack_on_by_default_and_off_on_request(tmp_path):
     assert (gv["nvidia_driver_source"], gv["nvidia_driver_branch"]) == ("distro", "535")
     assert (gv["cuda_source"], gv["cuda_repo_manage"], gv["cuda_version"]) == ("cuda_repo", False, "12.2")
     assert gv["nccl_source"] == "wheel" and len(gv["nccl_wheel_sha256"]["x86_64"]) == 64
-    state = {**_state(lab), "gpu_stack": False}
-    inventory.write(lab, state)
-    gv = yaml.safe_load((lab.inventory_dir / "group_vars/all.yml").read_text())
-    assert gv["gpu_stack_enabled"] is False
-    assert not [k for k in gv if k.startswith(("nvidia_driver_", "cuda_", "nccl_"))]
+    # --no-gpu-stack, and a lab created before the stack came to the lab (no "gpu_stack" in its state, no
+    # repository mounted in its nodes): without
+    for state in ({**_state(lab), "gpu_stack": False}, _state(lab)):
+        inventory.write(lab, state)
+        gv = yaml.safe_load((lab.inventory_dir / "group_vars/all.yml").read_text())
+        assert gv["gpu_stack_enabled"] is False
+        assert not [k for k in gv if k.startswith(("nvidia_driver_", "cuda_", "nccl_"))]
 
 
 def test_up_refuses_to_change_the_gpu_stack_of_an_up_lab(tmp_path, monkeypatch):
@@ -219,6 +224,9 @@ def test_up_refuses_to_change_the_gpu_stack_of_an_up_lab(tmp_path, monkeypatch):
     lab.save({**_state(lab), "status": "up", "gpu_stack": True})
     with pytest.raises(UserError, match=r"already up with the GPU software stack.*lab down --name g2"):
         core.up("g2", nodes=2, gpu_stack=False)
+    lab.save({k: v for k, v in {**_state(lab), "status": "up"}.items() if k != "gpu_stack"})  # an older lab
+    with pytest.raises(UserError, match=r"already up without the GPU software stack"):
+        core.up("g2", nodes=2)
 
 
 def test_inventory_parses_with_ansible_and_the_plugin(tmp_path):

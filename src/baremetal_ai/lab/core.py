@@ -177,8 +177,9 @@ def up(name: str = "lab", nodes: int = 3, bmc_port: int | None = None, gpu_stack
         if len(state["nodes"]) != nodes:
             raise UserError(f"lab {name!r} is already up with {len(state['nodes'])} nodes, not {nodes}: "
                             f"run `baremetal lab down --name {name}` first to change its size")
-        if state.get("gpu_stack", True) != gpu_stack:
-            have = "with" if state.get("gpu_stack", True) else "without"
+        # A lab created before the GPU stack came to the lab has no "gpu_stack" and no repository mount: without.
+        if state.get("gpu_stack", False) != gpu_stack:
+            have = "with" if state.get("gpu_stack", False) else "without"
             raise UserError(f"lab {name!r} is already up {have} the GPU software stack: run "
                             f"`baremetal lab down --name {name}` first to change it (--no-gpu-stack leaves it out)")
         missing = {n["container"] for n in state["nodes"]} - {c["name"] for c in found_containers}

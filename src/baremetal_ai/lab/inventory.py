@@ -96,7 +96,7 @@ def group_vars(lab: Lab, state: dict[str, Any]) -> dict[str, Any]:
         "bmc_username": state["bmc"]["username"],
         "bmc_password": '{{ lookup("ansible.builtin.file", "' + str(lab.bmc_dir / "password") + '") }}',
         "bmc_ca_file": state["bmc"]["ca_file"],
-        **gpu_stack_vars(state.get("gpu_stack", True)),
+        **gpu_stack_vars(state.get("gpu_stack", False)),  # absent: a lab from before (no repository mount)
     }
 
 
