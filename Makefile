@@ -75,7 +75,7 @@ e2e: bootstrap
 # One pytest session (unit, Pulumi mocks, Redfish provider against the emulator, Molecule scenarios, then the
 # lab end-to-end tests), so CI reads one summary line.
 test: bootstrap lint
-	$(BIN)/pytest tests/unit tests/pulumi tests/integration tests/molecule tests/e2e
+	$(BIN)/pytest --durations=25 tests/unit tests/pulumi tests/integration tests/molecule tests/e2e
 
 bench: bootstrap
 	$(BIN)/python benchmarks/lab.py
