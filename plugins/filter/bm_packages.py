@@ -16,25 +16,40 @@ from typing import Any
 DPKG_QUERY_FORMAT = "${binary:Package}\t${Version}\t${Architecture}\t${db:Status-Abbrev}\n"
 
 
-def dpkg_packages(stdout: Any) -> dict[str, list[dict[str, str]]]:
-    """{name: [{name, version, arch, source}]} for every installed package (status 'ii', 'hi', ...).
-
-    Names lose a ':arch' suffix (Multi-Arch: same packages), as package_facts reports them. A line that is not
-    four tab-separated fields is an error naming the line, not a silently missing package."""
+def _dpkg_lines(stdout: Any, caller: str) -> list[tuple[str, str, str, str]]:
+    """(name without ':arch', version, arch, db:Status-Abbrev) per line of the dpkg-query output above. Names lose a
+    ':arch' suffix (Multi-Arch: same packages), as package_facts reports them. A line that is not four tab-separated
+    fields is an error naming the line, not a silently missing package."""
     if not isinstance(stdout, str):
-        raise TypeError(f"dpkg_packages: expected dpkg-query's stdout (a string), got {type(stdout).__name__}")
-    out: dict[str, list[dict[str, str]]] = {}
+        raise TypeError(f"{caller}: expected dpkg-query's stdout (a string), got {type(stdout).__name__}")
+    out = []
     for n, line in enumerate(stdout.splitlines(), 1):
         if not line.strip():
             continue
         fields = line.split("\t")
         if len(fields) != 4:
-            raise ValueError(f"dpkg_packages: line {n} is not 'package<TAB>version<TAB>arch<TAB>status': {line!r}")
+            raise ValueError(f"{caller}: line {n} is not 'package<TAB>version<TAB>arch<TAB>status': {line!r}")
         name, version, arch, status = fields
+        out.append((name.split(":", 1)[0], version, arch, status))
+    return out
+
+
+def _names(wanted: Any, caller: str) -> list[str]:
+    """A list of package names (one name alone is a list of one)."""
+    if isinstance(wanted, str):
+        wanted = [wanted]
+    if not isinstance(wanted, (list, tuple)):
+        raise TypeError(f"{caller}: expected a list of package names, got {type(wanted).__name__}")
+    return [str(n) for n in wanted]
+
+
+def dpkg_packages(stdout: Any) -> dict[str, list[dict[str, str]]]:
+    """{name: [{name, version, arch, source}]} for every installed package (status 'ii', 'hi', ...)."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for name, version, arch, status in _dpkg_lines(stdout, "dpkg_packages"):
         # db:Status-Abbrev: desired (u/i/h/r/p), then state (n/c/H/U/F/W/t/i), then error flag. Only 'i' is installed.
         if len(status) < 2 or status[1] != "i":
             continue
-        name = name.split(":", 1)[0]
         out.setdefault(name, []).append({"name": name, "version": version, "arch": arch, "source": "apt"})
     return out
 
@@ -55,30 +70,17 @@ def packages_missing(wanted: Any, installed: Any) -> list[str]:
 
     A name with a version or release (`foo=1.2`, `foo/bookworm`) or an architecture (`foo:amd64`) is always
     returned: only apt can tell whether it is satisfied. With `installed` empty or undefined, everything is."""
-    if isinstance(wanted, str):
-        wanted = [wanted]
-    if not isinstance(wanted, (list, tuple)):
-        raise TypeError(f"packages_missing: expected a list of package names, got {type(wanted).__name__}")
     have = installed if isinstance(installed, dict) else {}
-    return [str(n) for n in wanted if any(c in str(n) for c in "=/:*?[") or str(n) not in have]
+    return [n for n in _names(wanted, "packages_missing") if any(c in n for c in "=/:*?[") or n not in have]
 
 
 def packages_not_held(wanted: Any, stdout: Any) -> list[str]:
     """The names in `wanted` that dpkg-query's output (the format above) does not show on hold (desired state
     'h'), names it does not list included (not installed when it was read). A hold task loops over these only: a
     package already on hold needs no dpkg_selections call (one module run per package and node, on every run)."""
-    if isinstance(wanted, str):
-        wanted = [wanted]
-    if not isinstance(wanted, (list, tuple)):
-        raise TypeError(f"packages_not_held: expected a list of package names, got {type(wanted).__name__}")
-    if not isinstance(stdout, str):
-        raise TypeError(f"packages_not_held: expected dpkg-query's stdout (a string), got {type(stdout).__name__}")
-    held = set()
-    for line in stdout.splitlines():
-        fields = line.split("\t")
-        if len(fields) == 4 and fields[3][:1] == "h":
-            held.add(fields[0].split(":", 1)[0])
-    return [str(n) for n in wanted if str(n) not in held]
+    names = _names(wanted, "packages_not_held")
+    held = {name for name, _, _, status in _dpkg_lines(stdout, "packages_not_held") if status[:1] == "h"}
+    return [n for n in names if n not in held]
 
 
 class FilterModule:

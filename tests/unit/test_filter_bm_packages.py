@@ -118,6 +118,8 @@ def test_packages_not_held_against_a_real_capture():
     assert bm_packages.packages_not_held(["libnccl2"], "") == ["libnccl2"]
     # a hold on another architecture's instance of a Multi-Arch package counts for the name
     assert bm_packages.packages_not_held(["libfoo"], "libfoo:i386\t1\ti386\thi \n") == []
+    with pytest.raises(ValueError, match="packages_not_held: line 1 is not"):  # read as dpkg_packages reads it
+        bm_packages.packages_not_held(["libnccl2"], "libnccl2 hi\n")
     with pytest.raises(TypeError, match="packages_not_held: expected dpkg-query's stdout"):
         bm_packages.packages_not_held(["libnccl2"], None)
     with pytest.raises(TypeError, match="packages_not_held: expected a list"):
